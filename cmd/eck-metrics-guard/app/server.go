@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
+)
+
+// ServerOptions are the flags of the webhook server, grouped per component.
+type ServerOptions struct {
+	Kubeconfig string
+
+	Webhook struct {
+		Host    string
+		Port    int
+		CertDir string
+	}
+	Metrics struct {
+		BindAddress string
+		Secure      bool
+		CertDir     string
+	}
+	Health struct {
+		BindAddress string
+	}
+	Defaults policy.Defaults
+	Log      zap.Options
+}
+
+// AddFlags registers the flags, one group per component.
+func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig to reach the API server; empty means in-cluster config or $KUBECONFIG")
+
+	fs.StringVar(&o.Webhook.Host, "webhook-host", "", "address the webhook server listens on; empty means all")
+	fs.IntVar(&o.Webhook.Port, "webhook-port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.Webhook.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key; changes are picked up without a restart")
+
+	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
+	fs.BoolVar(&o.Metrics.Secure, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
+	fs.StringVar(&o.Metrics.CertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty means a self-signed certificate")
+
+	fs.StringVar(&o.Health.BindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+
+	fs.StringVar(&o.Defaults.Issuer, "default-issuer", "", "cert-manager issuer for operators whose annotations choose no certificate")
+	fs.StringVar(&o.Defaults.IssuerKind, "default-issuer-kind", "", "Issuer or ClusterIssuer, for --default-issuer")
+	fs.IntVar(&o.Defaults.Port, "default-metrics-port", 0, "metrics port for operators whose annotations choose none; 0 picks 8081 or the next free port")
+
+	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
+	o.Log.BindFlags(logFlags)
+	fs.AddGoFlagSet(logFlags)
+}
+
+func newServerCommand() *cobra.Command {
+	o := &ServerOptions{}
+	cmd := &cobra.Command{
+		Use:   "webhook",
+		Short: "Run the admission webhook server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := policy.ValidateDefaults(o.Defaults); err != nil {
+				return usageError(err)
+			}
+			return RunServer(ctrl.SetupSignalHandler(), o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// Scheme holds every type the server reads.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// NewManager builds the controller-runtime manager with the webhook registered. It is
+// exported for the end-to-end tests, which run the same server in their process.
+func NewManager(o *ServerOptions) (ctrl.Manager, error) {
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	loading.ExplicitPath = o.Kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the kubeconfig: %w", err)
+	}
+	return NewManagerFor(cfg, o)
+}
+
+// NewManagerFor is NewManager with a given rest config.
+func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
+	metricsOpts := metricsserver.Options{BindAddress: o.Metrics.BindAddress, SecureServing: o.Metrics.Secure, CertDir: o.Metrics.CertDir}
+	if o.Metrics.Secure {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 Scheme(),
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: o.Health.BindAddress,
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{
+			Host:    o.Webhook.Host,
+			Port:    o.Webhook.Port,
+			CertDir: o.Webhook.CertDir,
+		}),
+		Cache: cache.Options{DefaultTransform: webhook.Transform},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the manager: %w", err)
+	}
+	handler := &webhook.Handler{Lookup: webhook.CachedLookup{Reader: mgr.GetCache()}, Defaults: o.Defaults}
+	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
+
+	// Start the informers with the manager, so that /readyz waits for them and the first
+	// admission request does not.
+	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.Deployment{}, &corev1.ConfigMap{}, namespaceMetadata()} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("failed to set up the cache for %T: %w", obj, err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("cache not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// RunServer runs the server until ctx ends.
+func RunServer(ctx context.Context, o *ServerOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Log)))
+	mgr, err := NewManager(o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+func ptrTo[T any](v T) *T { return &v }

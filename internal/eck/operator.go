@@ -1,0 +1,256 @@
+// Package eck recognises an Elastic (ECK) operator workload and reads what the guard needs
+// from it: its config ConfigMap, version, selector and ServiceAccount.
+//
+// Recognition never relies on object names: an ECK operator is a workload whose container
+// "manager" runs "manager --config=<path>" from an image named eck-operator*.
+package eck
+
+import (
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/version"
+)
+
+// MinSecureVersion is the first ECK release that reads metrics-secure. Older operators
+// ignore it, so the guard does not pretend to secure them.
+var MinSecureVersion = version.MustParseGeneric("2.16.0")
+
+// Install says how an operator was installed; names of companion objects depend on it.
+type Install string
+
+// Install methods.
+const (
+	InstallManifest Install = "manifest" // Elastic's all-in-one operator.yaml
+	InstallHelm     Install = "helm"     // the eck-operator Helm chart
+	InstallOLM      Install = "olm"      // OperatorHub (a Deployment)
+	InstallUnknown  Install = "unknown"
+)
+
+// Operator is what the guard knows about one ECK operator workload.
+type Operator struct {
+	// Kind is StatefulSet or Deployment.
+	Kind      string
+	Namespace string
+	Name      string
+
+	// ContainerIndex is the index of the "manager" container in the pod template.
+	ContainerIndex int
+
+	// ConfigPath is the value of --config, e.g. /conf/eck.yaml.
+	ConfigPath string
+	// ConfigMapName and ConfigKey locate eck.yaml: the ConfigMap volume mounted at
+	// dirname(ConfigPath), and basename(ConfigPath). ConfigMapName is empty when the
+	// config comes from something other than a ConfigMap volume.
+	ConfigMapName string
+	ConfigKey     string
+
+	// Version is the operator version from the image tag or the app.kubernetes.io/version
+	// label; nil when neither says.
+	Version *version.Version
+
+	// Selector is the workload's spec.selector.matchLabels, which the metrics Service
+	// must use as its selector.
+	Selector map[string]string
+	// ServiceAccount runs the operator; it needs system:auth-delegator in secure mode.
+	ServiceAccount string
+	Install        Install
+}
+
+// SupportsSecureMetrics reports whether the operator reads metrics-secure, and why not.
+func (o *Operator) SupportsSecureMetrics() (bool, string) {
+	if o.Version == nil {
+		return false, "its version is unknown (no image tag and no app.kubernetes.io/version label)"
+	}
+	if o.Version.LessThan(MinSecureVersion) {
+		return false, fmt.Sprintf("ECK %s ignores metrics-secure, which exists since %s: upgrade the operator", o.Version, MinSecureVersion)
+	}
+	return true, ""
+}
+
+// FromStatefulSet recognises an ECK operator StatefulSet; ok is false for anything else.
+func FromStatefulSet(sts *appsv1.StatefulSet) (op *Operator, ok bool) {
+	return fromWorkload("StatefulSet", &sts.ObjectMeta, sts.Spec.Selector, &sts.Spec.Template)
+}
+
+// FromDeployment recognises an ECK operator Deployment (OLM installs); ok is false for
+// anything else.
+func FromDeployment(d *appsv1.Deployment) (op *Operator, ok bool) {
+	return fromWorkload("Deployment", &d.ObjectMeta, d.Spec.Selector, &d.Spec.Template)
+}
+
+func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) (*Operator, bool) {
+	idx, configPath, ok := findManager(tmpl.Spec.Containers)
+	if !ok {
+		return nil, false
+	}
+	c := &tmpl.Spec.Containers[idx]
+	op := &Operator{
+		Kind:           kind,
+		Namespace:      meta.Namespace,
+		Name:           meta.Name,
+		ContainerIndex: idx,
+		ConfigPath:     configPath,
+		ConfigKey:      path.Base(configPath),
+		ServiceAccount: tmpl.Spec.ServiceAccountName,
+		Install:        installOf(kind, meta.Labels),
+	}
+	if op.ServiceAccount == "" {
+		op.ServiceAccount = "default"
+	}
+	if selector != nil {
+		op.Selector = selector.MatchLabels
+	}
+	op.ConfigMapName = configMapAt(tmpl.Spec.Volumes, c.VolumeMounts, path.Dir(configPath))
+	op.Version = versionOf(c.Image, meta.Labels, tmpl.Labels)
+	return op, true
+}
+
+// findManager returns the container that runs ECK's manager and its --config path.
+func findManager(containers []corev1.Container) (int, string, bool) {
+	for i := range containers {
+		c := &containers[i]
+		if c.Name != "manager" || !IsOperatorImage(c.Image) {
+			continue
+		}
+		if p, ok := ConfigFlag(append(append([]string(nil), c.Command...), c.Args...)); ok {
+			return i, p, true
+		}
+	}
+	return 0, "", false
+}
+
+// ConfigFlag finds "manager" followed by a --config flag in a command line and returns
+// the config path.
+func ConfigFlag(argv []string) (string, bool) {
+	manager := false
+	for i, a := range argv {
+		if path.Base(a) == "manager" || a == "manager" {
+			manager = true
+			continue
+		}
+		if !manager {
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(argv) {
+				return "", false
+			}
+			value = argv[i+1]
+		}
+		if value == "" || !path.IsAbs(value) {
+			return "", false
+		}
+		return path.Clean(value), true
+	}
+	return "", false
+}
+
+// IsOperatorImage reports whether an image reference names the ECK operator: its basename
+// starts with eck-operator, on any registry, with any tag or digest (-ubi, -fips variants).
+func IsOperatorImage(image string) bool {
+	return strings.HasPrefix(imageName(image), "eck-operator")
+}
+
+// imageName returns the last path element of an image reference without tag or digest.
+func imageName(image string) string {
+	ref, _, _ := strings.Cut(image, "@")
+	name := ref[strings.LastIndex(ref, "/")+1:]
+	name, _, _ = strings.Cut(name, ":")
+	return name
+}
+
+// imageTag returns the tag of an image reference, or "".
+func imageTag(image string) string {
+	ref, _, _ := strings.Cut(image, "@")
+	last := ref[strings.LastIndex(ref, "/")+1:]
+	_, tag, _ := strings.Cut(last, ":")
+	return tag
+}
+
+func versionOf(image string, labelSets ...map[string]string) *version.Version {
+	if v, err := version.ParseGeneric(strings.TrimPrefix(imageTag(image), "v")); err == nil {
+		return v
+	}
+	for _, labels := range labelSets {
+		if v := LabelVersion(labels); v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+// LabelVersion reads the app.kubernetes.io/version label that ECK's manifests and chart
+// put on the operator's objects (its ConfigMap too); nil when absent or not a version.
+func LabelVersion(labels map[string]string) *version.Version {
+	v, err := version.ParseGeneric(strings.TrimPrefix(labels["app.kubernetes.io/version"], "v"))
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// configMapAt returns the ConfigMap whose volume is mounted at dir.
+func configMapAt(volumes []corev1.Volume, mounts []corev1.VolumeMount, dir string) string {
+	for _, m := range mounts {
+		if path.Clean(m.MountPath) != dir || m.SubPath != "" {
+			continue
+		}
+		for _, v := range volumes {
+			if v.Name == m.Name && v.ConfigMap != nil {
+				return v.ConfigMap.Name
+			}
+		}
+	}
+	return ""
+}
+
+func installOf(kind string, labels map[string]string) Install {
+	switch {
+	case labels["app.kubernetes.io/managed-by"] == "Helm" || labels["helm.sh/chart"] != "":
+		return InstallHelm
+	case labels["control-plane"] == "elastic-operator":
+		return InstallManifest
+	case kind == "Deployment" && labels["olm.owner"] != "":
+		return InstallOLM
+	}
+	return InstallUnknown
+}
+
+// configMarkers are keys of eck.yaml; a ConfigMap value holding one of them at the start
+// of a line is taken for an ECK config even when its key is not eck.yaml.
+var configMarkers = []string{"operator-namespace:", "metrics-port:", "enable-webhook:", "ca-cert-validity:", "log-verbosity:"}
+
+// DefaultConfigKey is where ECK's manifests and Helm chart put the operator config.
+const DefaultConfigKey = "eck.yaml"
+
+// ConfigKeyOf returns the key of a ConfigMap that looks like an ECK operator config: the
+// key eck.yaml, or a *.yaml key holding eck.yaml settings. The webhook configuration's
+// matchConditions use the same test.
+func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
+	if _, ok := cm.Data[DefaultConfigKey]; ok {
+		return DefaultConfigKey, true
+	}
+	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
+		text := cm.Data[key]
+		if !strings.HasSuffix(key, ".yaml") && !strings.HasSuffix(key, ".yml") {
+			continue
+		}
+		for _, m := range configMarkers {
+			if strings.HasPrefix(text, m) || strings.Contains(text, "\n"+m) {
+				return key, true
+			}
+		}
+	}
+	return "", false
+}

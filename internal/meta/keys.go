@@ -1,0 +1,66 @@
+// Package meta holds every annotation and label key of eck-metrics-guard in one place.
+//
+// The annotation keys are the public contract with users (see DESIGN.md): they are
+// documented in the README and must never be renamed.
+package meta
+
+// Annotations users set on a Namespace, an ECK operator StatefulSet (or Deployment) or its
+// ConfigMap.
+const (
+	// AnnotationSecure opts an object in ("true") or out ("false"). On a Namespace it
+	// guards every ECK operator in it; on a StatefulSet or its ConfigMap, that operator.
+	AnnotationSecure = "metrics-guard.eck.dev/secure"
+
+	// AnnotationTLSSecret names a Secret with tls.crt and tls.key that the operator serves
+	// its metrics with. With AnnotationIssuer it is the secretName of the Certificate.
+	AnnotationTLSSecret = "metrics-guard.eck.dev/tls-secret"
+
+	// AnnotationIssuer names a cert-manager issuer; the controller then requests a
+	// Certificate that backs the metrics TLS Secret.
+	AnnotationIssuer = "metrics-guard.eck.dev/issuer"
+
+	// AnnotationIssuerKind is "Issuer" (default) or "ClusterIssuer".
+	AnnotationIssuerKind = "metrics-guard.eck.dev/issuer-kind"
+
+	// AnnotationMetricsPort chooses the metrics port instead of the first free one.
+	AnnotationMetricsPort = "metrics-guard.eck.dev/metrics-port"
+
+	// AnnotationCertDir chooses where the TLS Secret is mounted (metrics-cert-dir).
+	AnnotationCertDir = "metrics-guard.eck.dev/cert-dir"
+)
+
+// Keys the guard writes itself.
+const (
+	// AnnotationMetricsHash is set on the operator's pod template. Its value is a digest of
+	// the metrics settings, so that the pod restarts onto new settings and only then.
+	AnnotationMetricsHash = "metrics-guard.eck.dev/metrics-hash"
+
+	// LabelMetricsService marks the Service that exposes an operator's secure metrics, for
+	// ServiceMonitors to select.
+	LabelMetricsService = "metrics-guard.eck.dev/metrics-service"
+
+	// LabelOperator names the guarded operator (its StatefulSet) on the objects made for it.
+	LabelOperator = "metrics-guard.eck.dev/operator"
+
+	// LabelOperatorNamespace is the guarded operator's namespace, on cluster-scoped objects.
+	LabelOperatorNamespace = "metrics-guard.eck.dev/operator-namespace"
+
+	// LabelManagedBy is the standard managed-by label, set on every object the guard creates.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+
+	// ManagedByValue is LabelManagedBy's value.
+	ManagedByValue = "eck-metrics-guard"
+)
+
+// Names of what the guard adds to the operator's pod.
+const (
+	// PortName is the container port ECK's metrics Service targets.
+	PortName = "metrics"
+	// VolumeName is the Secret volume with the metrics TLS certificate (the name ECK's Helm
+	// chart uses too, so an already secured install is recognised).
+	VolumeName = "tls-certificate"
+	// ServicePortName is the metrics Service's port name.
+	ServicePortName = "https"
+	// ManagerContainer is the name of ECK's operator container.
+	ManagerContainer = "manager"
+)

@@ -1,0 +1,167 @@
+package mutate
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+// AuthDelegatorRole is the built-in ClusterRole that lets ECK create the TokenReviews and
+// SubjectAccessReviews secure metrics need.
+const AuthDelegatorRole = "system:auth-delegator"
+
+// ServiceAccountTokenFile is where a scraper pod finds its own token.
+const ServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// CertificateOptions tune the Certificate the guard requests.
+type CertificateOptions struct {
+	Duration    time.Duration
+	RenewBefore time.Duration
+}
+
+// DefaultCertificateOptions are cert-manager's own defaults, written out so the objects
+// say what they get.
+var DefaultCertificateOptions = CertificateOptions{Duration: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
+
+func companionMeta(name string, op *eck.Operator) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      name,
+		Namespace: op.Namespace,
+		Labels: map[string]string{
+			meta.LabelManagedBy: meta.ManagedByValue,
+			meta.LabelOperator:  op.Name,
+		},
+	}
+}
+
+// ServerName is the DNS name scrapers verify the metrics certificate against.
+func ServerName(op *eck.Operator, service string) string {
+	return fmt.Sprintf("%s.%s.svc", service, op.Namespace)
+}
+
+// MetricsService is the Service the guard creates when the operator has none: port https
+// to the container port metrics, selecting the operator's pods.
+func MetricsService(op *eck.Operator, plan *policy.Plan) *corev1.Service {
+	m := companionMeta(plan.ServiceName, op)
+	for k, v := range ServiceLabels(op) {
+		m.Labels[k] = v
+	}
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: m,
+		Spec: corev1.ServiceSpec{
+			Selector: op.Selector,
+			Ports: []corev1.ServicePort{{
+				Name:       meta.ServicePortName,
+				Port:       int32(plan.Port),
+				Protocol:   corev1.ProtocolTCP,
+				TargetPort: intstr.FromString(meta.PortName),
+			}},
+		},
+	}
+}
+
+// AuthDelegatorBindingName is cluster-scoped, so it carries the operator's namespace.
+func AuthDelegatorBindingName(op *eck.Operator) string {
+	return fmt.Sprintf("%s:%s:%s", meta.ManagedByValue, op.Namespace, op.Name)
+}
+
+// AuthDelegatorBinding binds the operator's ServiceAccount to system:auth-delegator.
+// Without it every scrape fails with 500 "Authentication failed".
+func AuthDelegatorBinding(op *eck.Operator) *rbacv1.ClusterRoleBinding {
+	m := companionMeta(AuthDelegatorBindingName(op), op)
+	m.Namespace = ""
+	m.Labels[meta.LabelOperatorNamespace] = op.Namespace
+	return &rbacv1.ClusterRoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+		ObjectMeta: m,
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: AuthDelegatorRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: op.ServiceAccount, Namespace: op.Namespace}},
+	}
+}
+
+// Certificate requests the metrics certificate from the plan's issuer; nil without one.
+// cert-manager writes tls.crt, tls.key and ca.crt into the Secret the pod mounts.
+func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts CertificateOptions) *cmv1.Certificate {
+	if plan.Issuer == nil {
+		return nil
+	}
+	return &cmv1.Certificate{
+		TypeMeta:   metav1.TypeMeta{APIVersion: cmv1.SchemeGroupVersion.String(), Kind: cmv1.CertificateKind},
+		ObjectMeta: companionMeta(plan.ServiceName, op),
+		Spec: cmv1.CertificateSpec{
+			SecretName: plan.SecretName,
+			DNSNames: []string{
+				fmt.Sprintf("%s.%s.svc", service, op.Namespace),
+				fmt.Sprintf("%s.%s.svc.cluster.local", service, op.Namespace),
+			},
+			Duration:    &metav1.Duration{Duration: opts.Duration},
+			RenewBefore: &metav1.Duration{Duration: opts.RenewBefore},
+			Usages:      []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature, cmv1.UsageKeyEncipherment},
+			PrivateKey:  &cmv1.CertificatePrivateKey{RotationPolicy: cmv1.RotationPolicyAlways},
+			IssuerRef:   cmmeta.IssuerReference{Name: plan.Issuer.Name, Kind: plan.Issuer.Kind, Group: "cert-manager.io"},
+		},
+	}
+}
+
+// ServiceMonitor scrapes the metrics Service over verified TLS (CA from the Secret's
+// ca.crt, no file paths) with the scraper's own ServiceAccount token. It is nil when the
+// plan has no TLS Secret: there is no CA to verify against.
+func ServiceMonitor(op *eck.Operator, plan *policy.Plan, service string) *monitoringv1.ServiceMonitor {
+	if plan.SecretName == "" {
+		return nil
+	}
+	serverName := ServerName(op, service)
+	endpoint := monitoringv1.Endpoint{
+		Port:            meta.ServicePortName,
+		Path:            "/metrics",
+		Scheme:          ptrTo(monitoringv1.Scheme("https")),
+		BearerTokenFile: ServiceAccountTokenFile,
+	}
+	endpoint.TLSConfig = &monitoringv1.TLSConfig{SafeTLSConfig: monitoringv1.SafeTLSConfig{
+		ServerName: &serverName,
+		CA: monitoringv1.SecretOrConfigMap{Secret: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: plan.SecretName},
+			Key:                  "ca.crt",
+		}},
+	}}
+	return &monitoringv1.ServiceMonitor{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor"},
+		ObjectMeta: companionMeta(plan.ServiceName, op),
+		Spec: monitoringv1.ServiceMonitorSpec{
+			Selector:          metav1.LabelSelector{MatchLabels: ServiceLabels(op)},
+			NamespaceSelector: monitoringv1.NamespaceSelector{MatchNames: []string{op.Namespace}},
+			Endpoints:         []monitoringv1.Endpoint{endpoint},
+		},
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// GrantsAuthDelegation reports whether rules allow creating TokenReviews and
+// SubjectAccessReviews, what system:auth-delegator grants and secure metrics need.
+func GrantsAuthDelegation(rules []rbacv1.PolicyRule) bool {
+	allows := func(group, resource string) bool {
+		for _, r := range rules {
+			if (slices.Contains(r.APIGroups, group) || slices.Contains(r.APIGroups, "*")) &&
+				(slices.Contains(r.Resources, resource) || slices.Contains(r.Resources, "*")) &&
+				(slices.Contains(r.Verbs, "create") || slices.Contains(r.Verbs, "*")) {
+				return true
+			}
+		}
+		return false
+	}
+	return allows("authentication.k8s.io", "tokenreviews") && allows("authorization.k8s.io", "subjectaccessreviews")
+}

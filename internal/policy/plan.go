@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+)
+
+// Ports the operator may serve metrics on. The operator runs as non-root, so it cannot
+// bind below 1024.
+const (
+	MinPort = 1024
+	MaxPort = 65535
+)
+
+// PortSequence is where the metrics port is chosen when none is asked for: 8081 (what
+// ECK's Helm chart and docs use), else the first of 8082..8099 that nothing else uses.
+var PortSequence = func() []int {
+	ports := []int{}
+	for p := 8081; p <= 8099; p++ {
+		ports = append(ports, p)
+	}
+	return ports
+}()
+
+// defaultWebhookPort is ECK's webhook-port default; it is taken even when eck.yaml is silent.
+const defaultWebhookPort = 9443
+
+func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*Plan, field.ErrorList) {
+	used, errs := usedPorts(in, cfg)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	port, err := choosePort(in, annotations, cfg, used)
+	if err != nil {
+		return nil, field.ErrorList{err}
+	}
+	plan := &Plan{
+		Port:        port,
+		Host:        DefaultMetricsHost,
+		CertDir:     certDir(in, annotations, cfg),
+		SecretName:  existingSecret(in),
+		ServiceName: ServiceName(operatorName(in)),
+	}
+	if v, ok := annotations[meta.AnnotationTLSSecret]; ok {
+		plan.SecretName = v
+	} else if plan.SecretName == "" {
+		plan.SecretName = in.Defaults.TLSSecret
+	}
+	issuer, kind := in.Defaults.Issuer, in.Defaults.IssuerKind
+	if v, ok := annotations[meta.AnnotationIssuer]; ok {
+		issuer, kind = v, annotations[meta.AnnotationIssuerKind]
+	}
+	if issuer != "" {
+		if kind == "" {
+			kind = IssuerKind
+		}
+		plan.Issuer = &IssuerRef{Name: issuer, Kind: kind}
+		if plan.SecretName == "" {
+			plan.SecretName = SecretName(operatorName(in))
+		}
+	}
+	return plan, nil
+}
+
+// operatorName is the name companion objects derive from: the workload's, or the
+// ConfigMap's when only the ConfigMap is known (ECK names both alike).
+func operatorName(in Input) string {
+	if in.Operator != nil {
+		return in.Operator.Name
+	}
+	if in.ConfigMap != nil {
+		return in.ConfigMap.Name
+	}
+	return "elastic-operator"
+}
+
+// choosePort: the annotation (or flag) if it clashes with nothing; else a metrics-port
+// eck.yaml already sets; else the first free port of PortSequence.
+func choosePort(in Input, annotations map[string]string, cfg *eckconfig.Config, used map[int]string) (int, *field.Error) {
+	requested, where := in.Defaults.Port, field.NewPath("metrics-port")
+	if v, ok := annotations[meta.AnnotationMetricsPort]; ok {
+		requested, _ = parsePort(v)
+		where = annotationPath(meta.AnnotationMetricsPort)
+	}
+	if requested != 0 {
+		if what, taken := used[requested]; taken {
+			return 0, field.Invalid(where, requested, fmt.Sprintf("port %d is already used by %s; choose another port", requested, what))
+		}
+		return requested, nil
+	}
+	if cfg != nil {
+		if p, ok, err := cfg.Int(eckconfig.KeyMetricsPort); err == nil && ok && p >= MinPort && p <= MaxPort {
+			if _, taken := used[p]; !taken {
+				return p, nil
+			}
+		}
+	}
+	for _, p := range PortSequence {
+		if _, taken := used[p]; !taken {
+			return p, nil
+		}
+	}
+	return 0, field.Invalid(where, 0, fmt.Sprintf("every port from %d to %d is in use: set %s", PortSequence[0], PortSequence[len(PortSequence)-1], meta.AnnotationMetricsPort))
+}
+
+func parsePort(v string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || p < MinPort || p > MaxPort {
+		return 0, fmt.Errorf("must be a port number from %d to %d", MinPort, MaxPort)
+	}
+	return p, nil
+}
+
+// usedPorts maps each port the operator's pod already uses to a description of its user:
+// every declared container and host port (but the metrics port the guard declared
+// itself) and every *-port and *-address setting of eck.yaml but metrics-port.
+func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList) {
+	used := map[int]string{defaultWebhookPort: "ECK's default webhook-port"}
+	if in.Template != nil {
+		for i, c := range in.Template.Spec.Containers {
+			for _, p := range c.Ports {
+				if in.Operator != nil && i == in.Operator.ContainerIndex && p.Name == meta.PortName {
+					continue
+				}
+				what := fmt.Sprintf("container %q port %q", c.Name, p.Name)
+				used[int(p.ContainerPort)] = what
+				if p.HostPort != 0 {
+					used[int(p.HostPort)] = what + " (hostPort)"
+				}
+			}
+		}
+	}
+	if cfg == nil {
+		return used, nil
+	}
+	delete(used, defaultWebhookPort)
+	if _, set := cfg.String(eckconfig.KeyWebhookPort); !set {
+		used[defaultWebhookPort] = "ECK's default webhook-port"
+	}
+	for _, key := range cfg.Keys() {
+		if key == eckconfig.KeyMetricsPort || key == eckconfig.KeyMetricsHost {
+			continue
+		}
+		v, ok := cfg.String(key)
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("eck.yaml %s: %s", key, v)
+		switch {
+		case strings.HasSuffix(key, "-port"):
+			if p, err := strconv.Atoi(v); err == nil && p > 0 {
+				used[p] = what
+			}
+		case strings.HasSuffix(key, "-address"):
+			if _, ps, err := net.SplitHostPort(v); err == nil {
+				if p, err := strconv.Atoi(ps); err == nil && p > 0 {
+					used[p] = what
+				}
+			}
+		}
+	}
+	return used, nil
+}
+
+// certDir: the annotation, else where the TLS volume is already mounted, else eck.yaml's
+// metrics-cert-dir, else the flag, else ECK's default.
+func certDir(in Input, annotations map[string]string, cfg *eckconfig.Config) string {
+	if v, ok := annotations[meta.AnnotationCertDir]; ok {
+		return v
+	}
+	if m := tlsMount(in); m != nil {
+		return path.Clean(m.MountPath)
+	}
+	if cfg != nil {
+		if v, ok := cfg.String(eckconfig.KeyMetricsCertDir); ok && validateCertDir(v) == nil {
+			return v
+		}
+	}
+	if in.Defaults.CertDir != "" {
+		return in.Defaults.CertDir
+	}
+	return eckconfig.DefaultMetricsCertDir
+}
+
+func tlsMount(in Input) *corev1.VolumeMount {
+	if in.Operator == nil || in.Template == nil {
+		return nil
+	}
+	c := &in.Template.Spec.Containers[in.Operator.ContainerIndex]
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == meta.VolumeName })
+	if i < 0 {
+		return nil
+	}
+	return &c.VolumeMounts[i]
+}
+
+// existingSecret is the Secret of an existing tls-certificate volume (an install already
+// secured by ECK's Helm chart, or by the guard).
+func existingSecret(in Input) string {
+	if in.Template == nil {
+		return ""
+	}
+	for _, v := range in.Template.Spec.Volumes {
+		if v.Name == meta.VolumeName && v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	return ""
+}
+
+// ServiceName is the metrics Service the guard creates for an operator. The suffix is one
+// ECK's Helm chart never uses, so the names cannot collide with the chart's own objects.
+func ServiceName(operator string) string { return dnsName(operator, "-metrics-guard") }
+
+// SecretName is the default TLS Secret of a Certificate the guard requests.
+func SecretName(operator string) string { return dnsName(operator, "-metrics-guard-tls") }
+
+// dnsName joins name and suffix within the 63 characters of a DNS label, shortening the
+// name with a digest when needed so that distinct names stay distinct.
+func dnsName(name, suffix string) string {
+	const maxLen = 63
+	if len(name)+len(suffix) <= maxLen {
+		return name + suffix
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	digest := fmt.Sprintf("%08x", h.Sum32())
+	keep := maxLen - len(suffix) - len(digest) - 1
+	return strings.TrimRight(name[:keep], "-.") + "-" + digest + suffix
+}

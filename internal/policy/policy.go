@@ -1,0 +1,302 @@
+// Package policy decides whether an ECK operator is guarded and how: the metrics port,
+// the certificate source and the cert dir. It returns a Plan or field errors that name
+// the annotation and what is allowed; it changes nothing itself (package mutate does).
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+)
+
+// DefaultMetricsHost is written when eck.yaml sets no metrics-host.
+const DefaultMetricsHost = "0.0.0.0"
+
+// Issuer kinds accepted by AnnotationIssuerKind.
+const (
+	IssuerKind        = "Issuer"
+	ClusterIssuerKind = "ClusterIssuer"
+)
+
+// Defaults are what the guard uses when an operator's annotations say nothing: the
+// command-line flags of the CLI and the server (and, later, a MetricsSecurityPolicy).
+type Defaults struct {
+	// Port is the metrics port; 0 picks the first free port of PortSequence.
+	Port int
+	// CertDir is where the TLS Secret is mounted; "" means ECK's default.
+	CertDir string
+	// TLSSecret is the Secret to mount; "" means the Certificate's default name when an
+	// issuer is set, or no Secret at all.
+	TLSSecret string
+	// Issuer and IssuerKind request a cert-manager Certificate.
+	Issuer     string
+	IssuerKind string
+}
+
+// Input is everything known about one operator when a decision is made. Operator and
+// Template are nil when only its ConfigMap is known (the ConfigMap is usually created
+// before the StatefulSet).
+type Input struct {
+	NamespaceAnnotations map[string]string
+	Operator             *eck.Operator
+	Template             *corev1.PodTemplateSpec
+	WorkloadAnnotations  map[string]string
+
+	ConfigMap *corev1.ConfigMap
+	// ConfigKey is the key of eck.yaml in ConfigMap; "" means Operator's, or eck.yaml.
+	ConfigKey string
+
+	Defaults Defaults
+}
+
+// Decision is the outcome for one operator. Errs means the request must be denied.
+// Otherwise Plan is nil when nothing is to be done, and Skip says why.
+type Decision struct {
+	Guarded  bool
+	Plan     *Plan
+	Skip     string
+	Warnings []string
+	Errs     field.ErrorList
+}
+
+// Plan is the metrics end state of one guarded operator; package mutate applies it.
+type Plan struct {
+	Port int
+	// Host is written to eck.yaml only when it sets no metrics-host.
+	Host    string
+	CertDir string
+	// SecretName is the TLS Secret mounted at CertDir; "" when there is no certificate
+	// source, and ECK then serves a self-signed certificate it makes in memory.
+	SecretName string
+	// Issuer is set when the controller must request a cert-manager Certificate.
+	Issuer *IssuerRef
+	// ServiceName is the metrics Service the guard creates when none exists.
+	ServiceName string
+}
+
+// IssuerRef names a cert-manager issuer.
+type IssuerRef struct {
+	Name string
+	Kind string
+}
+
+// ConfigChanges are the eck.yaml edits the plan needs.
+func (p *Plan) ConfigChanges() []eckconfig.Change {
+	changes := []eckconfig.Change{
+		{Key: eckconfig.KeyMetricsPort, Value: strconv.Itoa(p.Port)},
+		{Key: eckconfig.KeyMetricsHost, Value: p.Host, IfAbsent: true},
+		{Key: eckconfig.KeyMetricsSecure, Value: "true"},
+	}
+	if p.CertDir != eckconfig.DefaultMetricsCertDir {
+		changes = append(changes, eckconfig.Change{Key: eckconfig.KeyMetricsCertDir, Value: p.CertDir})
+	}
+	return changes
+}
+
+// Hash is a digest of the settings the operator reads only at start. It is the value of
+// the pod-template annotation, so the pod restarts when, and only when, they change.
+func (p *Plan) Hash() string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "port=%d\ncertDir=%s\nsecret=%s\nsecure=true\n", p.Port, p.CertDir, p.SecretName))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Decide is the single decision all front doors (webhook, controller, CLI) share.
+func Decide(in Input) Decision {
+	var d Decision
+	annotations := merged(in)
+	guarded, err := optedIn(in)
+	if err != nil {
+		d.Errs = append(d.Errs, err)
+	}
+	d.Errs = append(d.Errs, validateAnnotations(annotations)...)
+	if len(d.Errs) > 0 {
+		return d
+	}
+	if !guarded {
+		d.Skip = "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`
+		return d
+	}
+	d.Guarded = true
+
+	if in.Operator != nil {
+		if ok, why := in.Operator.SupportsSecureMetrics(); !ok {
+			d.Skip = "left unchanged: " + why
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s/%s: %s; its metrics endpoint stays unauthenticated", in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, d.Skip))
+			return d
+		}
+		if in.Operator.ConfigMapName == "" {
+			d.Skip = fmt.Sprintf("left unchanged: no ConfigMap volume is mounted at %s, where --config=%s points", path.Dir(in.Operator.ConfigPath), in.Operator.ConfigPath)
+			d.Warnings = append(d.Warnings, d.Skip)
+			return d
+		}
+	} else if in.ConfigMap != nil {
+		if v := eck.LabelVersion(in.ConfigMap.Labels); v != nil && v.LessThan(eck.MinSecureVersion) {
+			d.Skip = fmt.Sprintf("left unchanged: ECK %s ignores metrics-secure, which exists since %s", v, eck.MinSecureVersion)
+			d.Warnings = append(d.Warnings, "ConfigMap "+in.ConfigMap.Name+": "+d.Skip)
+			return d
+		}
+	}
+
+	cfg, err := parseConfig(in)
+	if err != nil {
+		d.Errs = append(d.Errs, err)
+		return d
+	}
+	plan, errs := newPlan(in, annotations, cfg)
+	if len(errs) > 0 {
+		d.Errs = errs
+		return d
+	}
+	if plan.SecretName == "" {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("no certificate source: set %s or %s; until then the operator serves metrics with a self-signed certificate that scrapers cannot verify", meta.AnnotationTLSSecret, meta.AnnotationIssuer))
+	}
+	d.Plan = plan
+	return d
+}
+
+// ConfigKey is where eck.yaml lives in the input's ConfigMap.
+func (in Input) configKey() string {
+	switch {
+	case in.ConfigKey != "":
+		return in.ConfigKey
+	case in.Operator != nil:
+		return in.Operator.ConfigKey
+	}
+	return "eck.yaml"
+}
+
+func parseConfig(in Input) (*eckconfig.Config, *field.Error) {
+	if in.ConfigMap == nil {
+		return nil, nil
+	}
+	key := in.configKey()
+	text, ok := in.ConfigMap.Data[key]
+	if !ok {
+		return nil, nil
+	}
+	cfg, err := eckconfig.Parse(text)
+	if err != nil {
+		return nil, field.Invalid(field.NewPath("data").Key(key), "(eck.yaml)",
+			fmt.Sprintf("ConfigMap %s/%s: %v", in.ConfigMap.Namespace, in.ConfigMap.Name, err))
+	}
+	return cfg, nil
+}
+
+// merged returns the annotations that choose settings: the ConfigMap's, overridden by the
+// workload's.
+func merged(in Input) map[string]string {
+	out := map[string]string{}
+	if in.ConfigMap != nil {
+		for k, v := range in.ConfigMap.Annotations {
+			out[k] = v
+		}
+	}
+	for k, v := range in.WorkloadAnnotations {
+		out[k] = v
+	}
+	return out
+}
+
+// optedIn: the workload's annotation wins over its ConfigMap's, which wins over the
+// namespace's.
+func optedIn(in Input) (bool, *field.Error) {
+	var cm map[string]string
+	if in.ConfigMap != nil {
+		cm = in.ConfigMap.Annotations
+	}
+	for _, a := range []map[string]string{in.WorkloadAnnotations, cm, in.NamespaceAnnotations} {
+		v, ok := a[meta.AnnotationSecure]
+		if !ok {
+			continue
+		}
+		switch v {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
+	}
+	return false, nil
+}
+
+func annotationPath(key string) *field.Path {
+	return field.NewPath("metadata", "annotations").Key(key)
+}
+
+func validateAnnotations(a map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	if v, ok := a[meta.AnnotationMetricsPort]; ok {
+		if _, err := parsePort(v); err != nil {
+			errs = append(errs, field.Invalid(annotationPath(meta.AnnotationMetricsPort), v, err.Error()))
+		}
+	}
+	for _, key := range []string{meta.AnnotationTLSSecret, meta.AnnotationIssuer} {
+		if v, ok := a[key]; ok {
+			for _, msg := range validation.IsDNS1123Subdomain(v) {
+				errs = append(errs, field.Invalid(annotationPath(key), v, "must be the name of a "+map[string]string{meta.AnnotationTLSSecret: "Secret", meta.AnnotationIssuer: "cert-manager issuer"}[key]+": "+msg))
+			}
+		}
+	}
+	if v, ok := a[meta.AnnotationIssuerKind]; ok {
+		if v != IssuerKind && v != ClusterIssuerKind {
+			errs = append(errs, field.NotSupported(annotationPath(meta.AnnotationIssuerKind), v, []string{IssuerKind, ClusterIssuerKind}))
+		} else if _, ok := a[meta.AnnotationIssuer]; !ok {
+			errs = append(errs, field.Required(annotationPath(meta.AnnotationIssuer), meta.AnnotationIssuerKind+" needs "+meta.AnnotationIssuer))
+		}
+	}
+	if v, ok := a[meta.AnnotationCertDir]; ok {
+		if err := validateCertDir(v); err != nil {
+			errs = append(errs, field.Invalid(annotationPath(meta.AnnotationCertDir), v, err.Error()))
+		}
+	}
+	return errs
+}
+
+// ValidateDefaults checks defaults given on a command line, naming the flag.
+func ValidateDefaults(d Defaults) error {
+	var problems []string
+	if d.Port != 0 && (d.Port < MinPort || d.Port > MaxPort) {
+		problems = append(problems, fmt.Sprintf("--metrics-port %d: must be between %d and %d", d.Port, MinPort, MaxPort))
+	}
+	if d.CertDir != "" {
+		if err := validateCertDir(d.CertDir); err != nil {
+			problems = append(problems, fmt.Sprintf("--cert-dir %q: %v", d.CertDir, err))
+		}
+	}
+	if d.IssuerKind != "" && d.IssuerKind != IssuerKind && d.IssuerKind != ClusterIssuerKind {
+		problems = append(problems, fmt.Sprintf("--issuer-kind %q: must be %s or %s", d.IssuerKind, IssuerKind, ClusterIssuerKind))
+	}
+	for flag, v := range map[string]string{"--tls-secret": d.TLSSecret, "--issuer": d.Issuer} {
+		if v == "" {
+			continue
+		}
+		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
+			problems = append(problems, fmt.Sprintf("%s %q: %s", flag, v, strings.Join(msgs, "; ")))
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return fmt.Errorf("invalid flags: %s", strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+func validateCertDir(dir string) error {
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+		return fmt.Errorf("must be a clean absolute path other than /")
+	}
+	return nil
+}

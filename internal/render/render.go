@@ -1,0 +1,289 @@
+// Package render secures ECK operators in a stream of Kubernetes manifests, offline: the
+// `inject` and `diff` commands. It runs the same policy and mutation as the webhook and
+// adds the companion objects the controller would create.
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+// Options choose what Inject adds.
+type Options struct {
+	// Defaults are the settings used where an operator's annotations say nothing.
+	Defaults policy.Defaults
+	// Namespace is assumed for objects that do not name one.
+	Namespace string
+	// ServiceMonitor adds a Prometheus Operator ServiceMonitor for each secured operator.
+	ServiceMonitor bool
+	// Certificate tunes the cert-manager Certificate added when an issuer is chosen.
+	Certificate mutate.CertificateOptions
+}
+
+// Result is the secured stream and what was done to each operator.
+type Result struct {
+	Output []byte
+	Notes  []string
+}
+
+// Error locates a problem in the input: the file, the document and the object.
+type Error struct {
+	File   string
+	Index  int // 0-based document index
+	Object string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: document %d (%s): %v", e.File, e.Index, e.Object, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Inject secures every ECK operator found in the manifests read from file (a name for
+// messages) and returns the whole stream: untouched documents byte for byte, in order,
+// then the companion objects. Operators annotated metrics-guard.eck.dev/secure: "false"
+// are left alone; the command itself is the opt-in.
+func Inject(file string, input []byte, opts Options) (*Result, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if opts.Certificate == (mutate.CertificateOptions{}) {
+		opts.Certificate = mutate.DefaultCertificateOptions
+	}
+	s, err := parseStream(file, input, opts.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	var companions []object
+	for _, w := range s.workloads() {
+		op, ok := w.operator()
+		if !ok {
+			continue
+		}
+		added, note, err := s.secure(w, op, opts)
+		if err != nil {
+			return nil, err
+		}
+		res.Notes = append(res.Notes, note)
+		companions = append(companions, added...)
+	}
+	out, err := s.encode(companions)
+	if err != nil {
+		return nil, err
+	}
+	res.Output = out
+	return res, nil
+}
+
+// object is what a companion is: a typed API object with metadata.
+type object interface {
+	runtime.Object
+	metav1.Object
+}
+
+func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, string, error) {
+	name := fmt.Sprintf("%s %s/%s", op.Kind, op.Namespace, op.Name)
+	cm := s.find("ConfigMap", op.Namespace, op.ConfigMapName)
+	in := policy.Input{
+		NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"},
+		Operator:             op,
+		Template:             w.template(),
+		WorkloadAnnotations:  w.meta.Annotations,
+		Defaults:             opts.Defaults,
+	}
+	if cm != nil {
+		in.ConfigMap = cm.obj.(*corev1.ConfigMap)
+	}
+	d := policy.Decide(in)
+	if len(d.Errs) > 0 {
+		return nil, "", s.errorAt(w, d.Errs.ToAggregate())
+	}
+	if d.Plan == nil {
+		return nil, name + ": " + d.Skip, nil
+	}
+	plan := d.Plan
+
+	before := w.obj.DeepCopyObject()
+	if mutate.PodTemplate(w.template(), op, plan) {
+		if err := w.patchFrom(before); err != nil {
+			return nil, "", s.errorAt(w, err)
+		}
+	}
+	if cm == nil {
+		return nil, "", s.errorAt(w, fmt.Errorf("ConfigMap %s/%s with eck.yaml is not in the input: secure the whole install at once", op.Namespace, op.ConfigMapName))
+	}
+	cmBefore := cm.obj.DeepCopyObject()
+	changed, err := mutate.ConfigMap(cm.obj.(*corev1.ConfigMap), op.ConfigKey, plan)
+	if err != nil {
+		return nil, "", s.errorAt(cm, err)
+	}
+	if changed {
+		if err := cm.patchFrom(cmBefore); err != nil {
+			return nil, "", s.errorAt(cm, err)
+		}
+	}
+
+	var added []object
+	service := plan.ServiceName
+	if svc := s.metricsService(op, plan); svc != nil {
+		service = svc.meta.Name
+		svcBefore := svc.obj.DeepCopyObject()
+		if mutate.Service(svc.obj.(*corev1.Service), op) {
+			if err := svc.patchFrom(svcBefore); err != nil {
+				return nil, "", s.errorAt(svc, err)
+			}
+		}
+	} else {
+		added = append(added, mutate.MetricsService(op, plan))
+	}
+	if !s.delegatesAuth(op) {
+		added = append(added, mutate.AuthDelegatorBinding(op))
+	}
+	if c := mutate.Certificate(op, plan, service, opts.Certificate); c != nil {
+		added = append(added, c)
+	}
+	if opts.ServiceMonitor {
+		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
+			added = append(added, sm)
+		}
+	}
+	added = s.missing(added)
+
+	note := fmt.Sprintf("%s: metrics on port %d over TLS with token authentication", name, plan.Port)
+	switch {
+	case plan.Issuer != nil:
+		note += fmt.Sprintf(", certificate from %s %s into Secret %s", plan.Issuer.Kind, plan.Issuer.Name, plan.SecretName)
+	case plan.SecretName != "":
+		note += ", certificate from Secret " + plan.SecretName
+	}
+	for _, wng := range d.Warnings {
+		note += "\n  warning: " + wng
+	}
+	return added, note, nil
+}
+
+// metricsService is the input's Service that exposes op's metrics, if any.
+func (s *stream) metricsService(op *eck.Operator, plan *policy.Plan) *document {
+	for _, d := range s.docs {
+		if svc, ok := d.obj.(*corev1.Service); ok && mutate.IsMetricsService(svc, op, plan) {
+			return d
+		}
+	}
+	return nil
+}
+
+// delegatesAuth reports whether the input already lets the operator's ServiceAccount create
+// TokenReviews and SubjectAccessReviews, as ECK's Helm chart does in secure mode.
+func (s *stream) delegatesAuth(op *eck.Operator) bool {
+	for _, d := range s.docs {
+		if d.typeMeta.Kind != "ClusterRoleBinding" {
+			continue
+		}
+		var crb rbacv1.ClusterRoleBinding
+		if err := yaml.Unmarshal(d.raw, &crb); err != nil || crb.RoleRef.Kind != "ClusterRole" {
+			continue
+		}
+		if !slices.ContainsFunc(crb.Subjects, func(sub rbacv1.Subject) bool {
+			return sub.Kind == rbacv1.ServiceAccountKind && sub.Name == op.ServiceAccount && sub.Namespace == op.Namespace
+		}) {
+			continue
+		}
+		if crb.RoleRef.Name == mutate.AuthDelegatorRole {
+			return true
+		}
+		if role := s.find("ClusterRole", "", crb.RoleRef.Name); role != nil {
+			var cr rbacv1.ClusterRole
+			if yaml.Unmarshal(role.raw, &cr) == nil && mutate.GrantsAuthDelegation(cr.Rules) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// missing drops companions the input already has (a second inject adds nothing).
+func (s *stream) missing(objs []object) []object {
+	var out []object
+	for _, o := range objs {
+		kind := o.GetObjectKind().GroupVersionKind().Kind
+		if s.find(kind, o.GetNamespace(), o.GetName()) == nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (s *stream) errorAt(d *document, err error) error {
+	return &Error{File: s.file, Index: d.index, Object: d.describe(), Err: err}
+}
+
+func (s *stream) encode(companions []object) ([]byte, error) {
+	var buf bytes.Buffer
+	for _, d := range s.docs {
+		b, err := d.bytes()
+		if err != nil {
+			return nil, s.errorAt(d, err)
+		}
+		buf.Write(b)
+	}
+	for _, c := range companions {
+		b, err := manifest(c)
+		if err != nil {
+			return nil, fmt.Errorf("failed to encode %T: %w", c, err)
+		}
+		if buf.Len() > 0 && !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
+			buf.WriteByte('\n')
+		}
+		buf.WriteString("---\n")
+		buf.Write(b)
+	}
+	return buf.Bytes(), nil
+}
+
+// manifest encodes a new object as YAML without the empty status and creationTimestamp
+// that Go types print for objects never stored.
+func manifest(obj object) ([]byte, error) {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	delete(u, "status")
+	if m, ok := u["metadata"].(map[string]any); ok {
+		delete(m, "creationTimestamp")
+	}
+	pruneEmpty(u)
+	return yaml.Marshal(u)
+}
+
+// pruneEmpty drops empty objects, which Go structs without omitempty print as {}.
+func pruneEmpty(m map[string]any) {
+	for k, v := range m {
+		switch v := v.(type) {
+		case map[string]any:
+			pruneEmpty(v)
+			if len(v) == 0 {
+				delete(m, k)
+			}
+		case []any:
+			for _, item := range v {
+				if im, ok := item.(map[string]any); ok {
+					pruneEmpty(im)
+				}
+			}
+		}
+	}
+}

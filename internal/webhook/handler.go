@@ -1,0 +1,225 @@
+// Package webhook is the admission front door: it decodes a request, asks package policy,
+// applies package mutate and answers with the JSON patch of what changed. It makes no
+// API writes and reads only through a Lookup backed by the manager's cache.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+// Path is where the API server sends admission reviews for every kind the guard mutates.
+const Path = "/mutate"
+
+// Handler mutates ECK operator StatefulSets and Deployments, their ConfigMaps and their
+// metrics Services. Everything else is allowed untouched.
+type Handler struct {
+	Lookup   Lookup
+	Defaults policy.Defaults
+}
+
+var (
+	statefulSets = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"}
+	deployments  = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	configMaps   = metav1.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}
+	services     = metav1.GroupVersionKind{Version: "v1", Kind: "Service"}
+)
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	switch req.Kind {
+	case statefulSets:
+		return h.workload(ctx, req, &appsv1.StatefulSet{})
+	case deployments:
+		return h.workload(ctx, req, &appsv1.Deployment{})
+	case configMaps:
+		return h.configMap(ctx, req)
+	case services:
+		return h.service(ctx, req)
+	}
+	return admission.Allowed("")
+}
+
+// workloadObject is a StatefulSet or a Deployment.
+type workloadObject interface {
+	runtime.Object
+	metav1.Object
+}
+
+func (h *Handler) workload(ctx context.Context, req admission.Request, obj workloadObject) admission.Response {
+	if err := decode(req, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var op *eck.Operator
+	var tmpl *corev1.PodTemplateSpec
+	var ok bool
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		op, ok = eck.FromStatefulSet(o)
+		tmpl = &o.Spec.Template
+	case *appsv1.Deployment:
+		op, ok = eck.FromDeployment(o)
+		tmpl = &o.Spec.Template
+	}
+	if !ok {
+		return admission.Allowed("not an ECK operator")
+	}
+	in, err := h.input(ctx, req.Namespace, Workload{Operator: op, Template: tmpl, Annotations: obj.GetAnnotations()})
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	d := policy.Decide(in)
+	if resp, done := h.early(ctx, req, d); done {
+		return resp
+	}
+	before := obj.DeepCopyObject()
+	mutate.PodTemplate(tmpl, op, d.Plan)
+	return h.patched(before, obj, d.Warnings)
+}
+
+func (h *Handler) configMap(ctx context.Context, req admission.Request) admission.Response {
+	cm := &corev1.ConfigMap{}
+	if err := decode(req, cm); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	in := policy.Input{ConfigMap: cm, Defaults: h.Defaults}
+	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	var owner *Workload
+	for i := range workloads {
+		if workloads[i].Operator.ConfigMapName == cm.Name {
+			owner = &workloads[i]
+			break
+		}
+	}
+	if owner != nil {
+		in.Operator, in.Template, in.WorkloadAnnotations = owner.Operator, owner.Template, owner.Annotations
+		in.ConfigKey = owner.Operator.ConfigKey
+	} else {
+		key, ok := eck.ConfigKeyOf(cm)
+		if !ok {
+			return admission.Allowed("not an ECK operator config")
+		}
+		in.ConfigKey = key
+	}
+	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, req.Namespace); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	d := policy.Decide(in)
+	if resp, done := h.early(ctx, req, d); done {
+		return resp
+	}
+	before := cm.DeepCopy()
+	key := in.ConfigKey
+	if _, err := mutate.ConfigMap(cm, key, d.Plan); err != nil {
+		return invalid(req, field.ErrorList{field.Invalid(field.NewPath("data").Key(key), "(eck.yaml)", err.Error())})
+	}
+	return h.patched(before, cm, d.Warnings)
+}
+
+func (h *Handler) service(ctx context.Context, req admission.Request) admission.Response {
+	svc := &corev1.Service{}
+	if err := decode(req, svc); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	for _, w := range workloads {
+		in, err := h.input(ctx, req.Namespace, w)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		d := policy.Decide(in)
+		if d.Plan == nil || !mutate.IsMetricsService(svc, w.Operator, d.Plan) {
+			continue
+		}
+		before := svc.DeepCopy()
+		mutate.Service(svc, w.Operator)
+		return h.patched(before, svc, nil)
+	}
+	return admission.Allowed("not the metrics Service of a guarded ECK operator")
+}
+
+// input gathers what policy needs about a workload from the cache.
+func (h *Handler) input(ctx context.Context, namespace string, w Workload) (policy.Input, error) {
+	w.Operator.Namespace = namespace
+	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: h.Defaults}
+	var err error
+	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, namespace); err != nil {
+		return in, err
+	}
+	if w.Operator.ConfigMapName != "" {
+		if in.ConfigMap, err = h.Lookup.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+// early answers requests that get no patch: denied, or left alone (with the reason).
+func (h *Handler) early(ctx context.Context, req admission.Request, d policy.Decision) (admission.Response, bool) {
+	log := logf.FromContext(ctx)
+	if len(d.Errs) > 0 {
+		log.V(1).Info("denied", "reason", d.Errs.ToAggregate().Error())
+		return invalid(req, d.Errs), true
+	}
+	if d.Plan == nil {
+		log.V(1).Info("left unchanged", "reason", d.Skip)
+		return admission.Allowed(d.Skip).WithWarnings(d.Warnings...), true
+	}
+	return admission.Response{}, false
+}
+
+// patched answers with the operations that turn before into after.
+func (h *Handler) patched(before, after runtime.Object, warnings []string) admission.Response {
+	ops, err := patch.Diff(before, after)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if len(ops) == 0 {
+		return admission.Allowed("already secured").WithWarnings(warnings...)
+	}
+	return admission.Patched("secured", ops...).WithWarnings(warnings...)
+}
+
+// invalid denies a request with the field errors, as the API server's own validation does.
+func invalid(req admission.Request, errs field.ErrorList) admission.Response {
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	status := apierrors.NewInvalid(gk, req.Name, errs).ErrStatus
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}
+
+func decode(req admission.Request, into runtime.Object) error {
+	if err := json.Unmarshal(req.Object.Raw, into); err != nil {
+		return fmt.Errorf("failed to decode %s: %w", req.Kind.Kind, err)
+	}
+	if o, ok := into.(metav1.Object); ok && o.GetNamespace() == "" {
+		o.SetNamespace(req.Namespace)
+	}
+	return nil
+}

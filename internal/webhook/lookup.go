@@ -1,0 +1,121 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+)
+
+// Workload is an ECK operator workload as the handlers need it.
+type Workload struct {
+	Operator    *eck.Operator
+	Template    *corev1.PodTemplateSpec
+	Annotations map[string]string
+}
+
+// Lookup is every read the handlers make. The server implements it with cached reads
+// only (see CachedLookup); tests may use anything.
+type Lookup interface {
+	// NamespaceAnnotations returns a namespace's annotations; nil when it is unknown.
+	NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error)
+	// ConfigMap returns a ConfigMap, or nil when it does not exist.
+	ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
+	// Operators returns the ECK operator workloads of a namespace.
+	Operators(ctx context.Context, namespace string) ([]Workload, error)
+}
+
+// IndexConfigMap indexes ECK operator workloads by the ConfigMap that holds their eck.yaml.
+const IndexConfigMap = "eck.configmap"
+
+// CachedLookup reads from a controller-runtime cache: Namespaces as metadata only, and
+// StatefulSets, Deployments and ConfigMaps trimmed by Transform.
+type CachedLookup struct {
+	Reader client.Reader
+}
+
+var _ Lookup = CachedLookup{}
+
+// NamespaceAnnotations implements Lookup.
+func (l CachedLookup) NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := l.Reader.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("failed to read namespace %s: %w", namespace, err)
+	}
+	return ns.Annotations, nil
+}
+
+// ConfigMap implements Lookup.
+func (l CachedLookup) ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	cm := &corev1.ConfigMap{}
+	if err := l.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("failed to read ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return cm, nil
+}
+
+// Operators implements Lookup.
+func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Workload, error) {
+	var out []Workload
+	var stsList appsv1.StatefulSetList
+	if err := l.Reader.List(ctx, &stsList, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("failed to list StatefulSets in %s: %w", namespace, err)
+	}
+	for i := range stsList.Items {
+		sts := &stsList.Items[i]
+		if op, ok := eck.FromStatefulSet(sts); ok {
+			out = append(out, Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations})
+		}
+	}
+	var deployments appsv1.DeploymentList
+	if err := l.Reader.List(ctx, &deployments, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("failed to list Deployments in %s: %w", namespace, err)
+	}
+	for i := range deployments.Items {
+		d := &deployments.Items[i]
+		if op, ok := eck.FromDeployment(d); ok {
+			out = append(out, Workload{Operator: op, Template: &d.Spec.Template, Annotations: d.Annotations})
+		}
+	}
+	return out, nil
+}
+
+// Transform keeps the cache small: it drops managed fields everywhere, the pod template
+// of workloads that are not ECK operators, and the data of ConfigMaps that hold no
+// eck.yaml. Use it as the cache's DefaultTransform.
+func Transform(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+	}
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		if _, ok := eck.FromStatefulSet(o); !ok {
+			o.Spec = appsv1.StatefulSetSpec{}
+		}
+		o.Status = appsv1.StatefulSetStatus{}
+	case *appsv1.Deployment:
+		if _, ok := eck.FromDeployment(o); !ok {
+			o.Spec = appsv1.DeploymentSpec{}
+		}
+		o.Status = appsv1.DeploymentStatus{}
+	case *corev1.ConfigMap:
+		if _, ok := eck.ConfigKeyOf(o); !ok {
+			o.Data, o.BinaryData = nil, nil
+		}
+	}
+	return obj, nil
+}
