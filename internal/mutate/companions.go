@@ -116,16 +116,17 @@ func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts Certi
 	}
 }
 
-// ServiceMonitor scrapes the metrics Service over verified TLS (CA from the Secret's
+// ServiceMonitor scrapes the metrics Service svc over verified TLS (CA from the Secret's
 // ca.crt, no file paths) with the scraper's own ServiceAccount token. It is nil when the
-// plan has no TLS Secret: there is no CA to verify against.
-func ServiceMonitor(op *eck.Operator, plan *policy.Plan, service string) *monitoringv1.ServiceMonitor {
-	if plan.SecretName == "" {
+// plan has no TLS Secret (there is no CA to verify against) or svc has no metrics port.
+func ServiceMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *monitoringv1.ServiceMonitor {
+	port := metricsPortName(svc, plan)
+	if plan.SecretName == "" || port == "" {
 		return nil
 	}
-	serverName := ServerName(op, service)
+	serverName := ServerName(op, svc.Name)
 	endpoint := monitoringv1.Endpoint{
-		Port:            meta.ServicePortName,
+		Port:            port,
 		Path:            "/metrics",
 		Scheme:          ptrTo(monitoringv1.Scheme("https")),
 		BearerTokenFile: ServiceAccountTokenFile,
@@ -164,4 +165,14 @@ func GrantsAuthDelegation(rules []rbacv1.PolicyRule) bool {
 		return false
 	}
 	return allows("authentication.k8s.io", "tokenreviews") && allows("authorization.k8s.io", "subjectaccessreviews")
+}
+
+// metricsPortName is the name of svc's port that reaches the operator's metrics.
+func metricsPortName(svc *corev1.Service, plan *policy.Plan) string {
+	for _, p := range svc.Spec.Ports {
+		if p.TargetPort == intstr.FromString(meta.PortName) || p.TargetPort == intstr.FromInt32(int32(plan.Port)) {
+			return p.Name
+		}
+	}
+	return ""
 }

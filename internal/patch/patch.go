@@ -8,8 +8,12 @@
 package patch
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 )
@@ -28,6 +32,7 @@ func Diff(before, after any) ([]jsonpatch.Operation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to compute the patch: %w", err)
 	}
+	sortOperations(ops)
 	for _, op := range ops {
 		if op.Operation == "remove" {
 			// The mutation only adds and sets: a removal is a bug, never sent to a cluster.
@@ -35,4 +40,24 @@ func Diff(before, after any) ([]jsonpatch.Operation, error) {
 		}
 	}
 	return ops, nil
+}
+
+// sortOperations orders operations by path, token by token and list indexes by number,
+// so that a patch is the same on every run and a parent comes before its children.
+func sortOperations(ops []jsonpatch.Operation) {
+	slices.SortStableFunc(ops, func(a, b jsonpatch.Operation) int {
+		x, y := strings.Split(a.Path, "/"), strings.Split(b.Path, "/")
+		for i := 0; i < len(x) && i < len(y); i++ {
+			if x[i] == y[i] {
+				continue
+			}
+			m, errM := strconv.Atoi(x[i])
+			n, errN := strconv.Atoi(y[i])
+			if errM == nil && errN == nil {
+				return cmp.Compare(m, n)
+			}
+			return strings.Compare(x[i], y[i])
+		}
+		return cmp.Compare(len(x), len(y))
+	})
 }

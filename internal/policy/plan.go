@@ -126,7 +126,7 @@ func parsePort(v string) (int, error) {
 // every declared container and host port (but the metrics port the guard declared
 // itself) and every *-port and *-address setting of eck.yaml but metrics-port.
 func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList) {
-	used := map[int]string{defaultWebhookPort: "ECK's default webhook-port"}
+	used := map[int]string{}
 	if in.Template != nil {
 		for i, c := range in.Template.Spec.Containers {
 			for _, p := range c.Ports {
@@ -141,12 +141,13 @@ func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList
 			}
 		}
 	}
+	if _, set := configString(cfg, eckconfig.KeyWebhookPort); !set {
+		if _, taken := used[defaultWebhookPort]; !taken {
+			used[defaultWebhookPort] = "ECK's default webhook-port"
+		}
+	}
 	if cfg == nil {
 		return used, nil
-	}
-	delete(used, defaultWebhookPort)
-	if _, set := cfg.String(eckconfig.KeyWebhookPort); !set {
-		used[defaultWebhookPort] = "ECK's default webhook-port"
 	}
 	for _, key := range cfg.Keys() {
 		if key == eckconfig.KeyMetricsPort || key == eckconfig.KeyMetricsHost {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"path"
 	"slices"
 	"strconv"
@@ -116,7 +117,7 @@ func (p *Plan) Hash() string {
 func Decide(in Input) Decision {
 	var d Decision
 	annotations := merged(in)
-	guarded, err := optedIn(in)
+	guarded, why, err := optedIn(in)
 	if err != nil {
 		d.Errs = append(d.Errs, err)
 	}
@@ -125,7 +126,7 @@ func Decide(in Input) Decision {
 		return d
 	}
 	if !guarded {
-		d.Skip = "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`
+		d.Skip = why
 		return d
 	}
 	d.Guarded = true
@@ -158,6 +159,9 @@ func Decide(in Input) Decision {
 	if len(errs) > 0 {
 		d.Errs = errs
 		return d
+	}
+	if host, ok := configString(cfg, eckconfig.KeyMetricsHost); ok && isLoopback(host) {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("eck.yaml sets %s: %s, so scrapers cannot reach the metrics through the Service; remove it or set 0.0.0.0", eckconfig.KeyMetricsHost, host))
 	}
 	if plan.SecretName == "" {
 		d.Warnings = append(d.Warnings, fmt.Sprintf("no certificate source: set %s or %s; until then the operator serves metrics with a self-signed certificate that scrapers cannot verify", meta.AnnotationTLSSecret, meta.AnnotationIssuer))
@@ -210,26 +214,26 @@ func merged(in Input) map[string]string {
 }
 
 // optedIn: the workload's annotation wins over its ConfigMap's, which wins over the
-// namespace's.
-func optedIn(in Input) (bool, *field.Error) {
+// namespace's. When not guarded, it says why.
+func optedIn(in Input) (bool, string, *field.Error) {
 	var cm map[string]string
 	if in.ConfigMap != nil {
 		cm = in.ConfigMap.Annotations
 	}
-	for _, a := range []map[string]string{in.WorkloadAnnotations, cm, in.NamespaceAnnotations} {
+	for i, a := range []map[string]string{in.WorkloadAnnotations, cm, in.NamespaceAnnotations} {
 		v, ok := a[meta.AnnotationSecure]
 		if !ok {
 			continue
 		}
 		switch v {
 		case "true":
-			return true, nil
+			return true, "", nil
 		case "false":
-			return false, nil
+			return false, fmt.Sprintf("opted out: the %s has %s: \"false\"", []string{"workload", "ConfigMap", "namespace"}[i], meta.AnnotationSecure), nil
 		}
-		return false, field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
+		return false, "", field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
 	}
-	return false, nil
+	return false, "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`, nil
 }
 
 func annotationPath(key string) *field.Path {
@@ -292,6 +296,21 @@ func ValidateDefaults(d Defaults) error {
 		return fmt.Errorf("invalid flags: %s", strings.Join(problems, ", "))
 	}
 	return nil
+}
+
+func configString(cfg *eckconfig.Config, key string) (string, bool) {
+	if cfg == nil {
+		return "", false
+	}
+	return cfg.String(key)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validateCertDir(dir string) error {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
@@ -138,25 +139,26 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 	}
 
 	var added []object
-	service := plan.ServiceName
-	if svc := s.metricsService(op, plan); svc != nil {
-		service = svc.meta.Name
-		svcBefore := svc.obj.DeepCopyObject()
-		if mutate.Service(svc.obj.(*corev1.Service), op) {
-			if err := svc.patchFrom(svcBefore); err != nil {
-				return nil, "", s.errorAt(svc, err)
+	var service *corev1.Service
+	if doc := s.metricsService(op, plan); doc != nil {
+		service = doc.obj.(*corev1.Service)
+		svcBefore := service.DeepCopy()
+		if mutate.Service(service, op) {
+			if err := doc.patchFrom(svcBefore); err != nil {
+				return nil, "", s.errorAt(doc, err)
 			}
 		}
 	} else {
-		added = append(added, mutate.MetricsService(op, plan))
+		service = mutate.MetricsService(op, plan)
+		added = append(added, service)
 	}
 	if !s.delegatesAuth(op) {
 		added = append(added, mutate.AuthDelegatorBinding(op))
 	}
-	if c := mutate.Certificate(op, plan, service, opts.Certificate); c != nil {
+	if c := mutate.Certificate(op, plan, service.Name, opts.Certificate); c != nil {
 		added = append(added, c)
 	}
-	if opts.ServiceMonitor {
+	if opts.ServiceMonitor && !s.monitors(op.Namespace, service) {
 		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
 			added = append(added, sm)
 		}
@@ -210,6 +212,28 @@ func (s *stream) delegatesAuth(op *eck.Operator) bool {
 			if yaml.Unmarshal(role.raw, &cr) == nil && mutate.GrantsAuthDelegation(cr.Rules) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// monitors reports whether the input has a ServiceMonitor for svc already.
+func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
+	for _, d := range s.docs {
+		if d.typeMeta.Kind != "ServiceMonitor" || d.meta.Namespace != namespace {
+			continue
+		}
+		var sm struct {
+			Spec struct {
+				Selector metav1.LabelSelector `json:"selector"`
+			} `json:"spec"`
+		}
+		if yaml.Unmarshal(d.raw, &sm) != nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
+			return true
 		}
 	}
 	return false
