@@ -76,6 +76,9 @@ func Apply(text string, changes ...Change) (string, bool, error) {
 	return d.src.text, true, nil
 }
 
+// errAliased refuses to replace a value that other keys share through an alias.
+var errAliased = fmt.Errorf("%w: other keys refer to its value through an alias", ErrUnsupported)
+
 // apply returns the document with c applied, or nil if c changes nothing.
 func (d *document) apply(c Change) (*document, error) {
 	e := d.lookup(c.Key)
@@ -324,9 +327,6 @@ func walk(n, skip *yaml.Node, fn func(*yaml.Node)) {
 		walk(c, skip, fn)
 	}
 }
-
-// errAliased refuses to replace a value that other keys share through an alias.
-var errAliased = fmt.Errorf("%w: other keys refer to its value through an alias", ErrUnsupported)
 
 // Kinds of values as ECK reads them, for deciding whether a value already means the new one.
 var (

@@ -218,7 +218,7 @@ func TestService(t *testing.T) {
 	_, op := operatorSTS()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "chart-metrics", Namespace: "elastic-system", Labels: map[string]string{"keep": "me"}},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"}, Ports: []corev1.ServicePort{{Name: "https", Port: 8081}}},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"}, Ports: []corev1.ServicePort{{Name: "https", Port: 8081}}},
 	}
 	if IsMetricsService(svc, op, plan) {
 		t.Error("a Service without a metrics targetPort was taken for the metrics Service")

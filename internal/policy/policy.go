@@ -198,10 +198,14 @@ func parseConfig(in Input) (*eckconfig.Config, *field.Error) {
 	return cfg, nil
 }
 
-// merged returns the annotations that choose settings: the ConfigMap's, overridden by the
-// workload's.
+// merged returns the annotations that choose settings: the namespace's, overridden by the
+// ConfigMap's, overridden by the workload's. A namespace can so choose the issuer of every
+// operator in it.
 func merged(in Input) map[string]string {
 	out := map[string]string{}
+	for k, v := range in.NamespaceAnnotations {
+		out[k] = v
+	}
 	if in.ConfigMap != nil {
 		for k, v := range in.ConfigMap.Annotations {
 			out[k] = v

@@ -1,0 +1,64 @@
+# eck-metrics-guard: `make help` lists the targets.
+
+LOCALBIN ?= $(CURDIR)/bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Build flags shared by `make build` and the Dockerfile: a static, reproducible binary.
+GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app.Version=$(VERSION)"
+
+export KUBEBUILDER_ASSETS ?= $(LOCALBIN)
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9\/.-]+:.*?##/ { printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -w cmd internal test
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: ## Fail if gofmt would change a file or go vet finds a problem.
+	@test -z "$$(gofmt -l cmd internal test)" || { echo "gofmt would change:"; gofmt -l cmd internal test; exit 1; }
+	go vet ./...
+
+.PHONY: test
+test: controlplane lint ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
+	go test -count=1 ./...
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no control plane.
+	go test ./internal/... ./cmd/...
+
+.PHONY: golden
+golden: ## Rewrite the golden files from the current output (review the diff!).
+	UPDATE_GOLDEN=1 go test ./internal/render/...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the eck.yaml editor for FUZZTIME (default 60s).
+	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(or $(FUZZTIME),60s) ./internal/eckconfig/
+
+.PHONY: bench
+bench: ## Run the benchmarks.
+	go test -run='^$$' -bench=. -benchmem ./internal/...
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/eck-metrics-guard (static).
+	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o $(LOCALBIN)/eck-metrics-guard ./cmd/eck-metrics-guard
+
+.PHONY: run
+run: ## Run the webhook server against $KUBECONFIG (certificates in WEBHOOK_CERT_DIR).
+	go run ./cmd/eck-metrics-guard webhook --webhook-cert-dir=$(or $(WEBHOOK_CERT_DIR),/tmp/k8s-webhook-server/serving-certs) --zap-devel
+
+include test/tools/controlplane.mk

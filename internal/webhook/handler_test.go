@@ -1,0 +1,247 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	jsonpatchv5 "github.com/evanphx/json-patch/v5"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+)
+
+// fakeLookup serves the handlers' reads from memory; the real cache is exercised by the
+// end-to-end tests.
+type fakeLookup struct {
+	namespaces map[string]map[string]string
+	configMaps map[string]*corev1.ConfigMap
+	workloads  []Workload
+}
+
+func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
+	return f.namespaces[ns], nil
+}
+
+func (f *fakeLookup) ConfigMap(_ context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	return f.configMaps[ns+"/"+name], nil
+}
+
+func (f *fakeLookup) Operators(_ context.Context, ns string) ([]Workload, error) {
+	var out []Workload
+	for _, w := range f.workloads {
+		if w.Operator.Namespace == ns {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+const statefulSetJSON = `{
+  "apiVersion": "apps/v1", "kind": "StatefulSet",
+  "metadata": {"name": "elastic-operator", "namespace": "elastic-system", "annotations": {"metrics-guard.eck.dev/tls-secret": "metrics-tls"}},
+  "spec": {
+    "selector": {"matchLabels": {"control-plane": "elastic-operator"}},
+    "serviceName": "elastic-operator",
+    "futureField": {"kept": true},
+    "template": {
+      "metadata": {"labels": {"control-plane": "elastic-operator"}},
+      "spec": {
+        "containers": [{
+          "name": "manager", "image": "docker.elastic.co/eck/eck-operator:3.5.0",
+          "args": ["manager", "--config=/conf/eck.yaml"],
+          "ports": [{"containerPort": 9443, "name": "https-webhook", "protocol": "TCP"}],
+          "volumeMounts": [{"mountPath": "/conf", "name": "conf", "readOnly": true}]
+        }],
+        "volumes": [{"name": "conf", "configMap": {"name": "elastic-operator"}}]
+      }
+    }
+  }
+}`
+
+func request(kind metav1.GroupVersionKind, namespace, raw string) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "1", Kind: kind, Namespace: namespace, Operation: admissionv1.Create,
+		Object: runtime.RawExtension{Raw: []byte(raw)},
+	}}
+}
+
+func optedIn() *fakeLookup {
+	return &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {meta.AnnotationSecure: "true"}}}
+}
+
+func TestStatefulSetPatch(t *testing.T) {
+	h := &Handler{Lookup: optedIn()}
+	resp := h.Handle(context.Background(), request(statefulSets, "elastic-system", statefulSetJSON))
+	if !resp.Allowed {
+		t.Fatalf("denied: %v", resp.Result)
+	}
+	got := map[string]string{}
+	for _, op := range resp.Patches {
+		if op.Operation != "add" && op.Operation != "replace" {
+			t.Errorf("%s %s: the webhook only adds and sets", op.Operation, op.Path)
+		}
+		b, _ := json.Marshal(op.Value)
+		got[op.Operation+" "+op.Path] = string(b)
+	}
+	want := map[string]string{
+		"add /spec/template/metadata/annotations":             `{"metrics-guard.eck.dev/metrics-hash":"` + hashOf(t, h, statefulSetJSON) + `"}`,
+		"add /spec/template/spec/containers/0/ports/1":        `{"containerPort":8081,"name":"metrics","protocol":"TCP"}`,
+		"add /spec/template/spec/containers/0/volumeMounts/1": `{"mountPath":"/tmp/k8s-metrics-server/serving-certs","name":"tls-certificate","readOnly":true}`,
+		"add /spec/template/spec/volumes/1":                   `{"name":"tls-certificate","secret":{"secretName":"metrics-tls"}}`,
+	}
+	if len(got) != len(want) {
+		t.Errorf("patch has %d operations, want %d: %v", len(got), len(want), got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %s, want %s", k, got[k], v)
+		}
+	}
+
+	// Reinvocation: the patched object needs no further change.
+	patched := applyPatch(t, statefulSetJSON, resp.Patches)
+	again := h.Handle(context.Background(), request(statefulSets, "elastic-system", patched))
+	if !again.Allowed || len(again.Patches) != 0 {
+		t.Errorf("second pass: allowed %v, %d operations", again.Allowed, len(again.Patches))
+	}
+	if !strings.Contains(patched, `"futureField":{"kept":true}`) {
+		t.Error("a field unknown to the guard's types was lost")
+	}
+}
+
+func hashOf(t *testing.T, h *Handler, raw string) string {
+	resp := h.Handle(context.Background(), request(statefulSets, "elastic-system", raw))
+	for _, op := range resp.Patches {
+		if op.Path == "/spec/template/metadata/annotations" {
+			return op.Value.(map[string]any)[meta.AnnotationMetricsHash].(string)
+		}
+	}
+	t.Fatal("no hash annotation")
+	return ""
+}
+
+func TestLeftAlone(t *testing.T) {
+	tests := map[string]struct {
+		lookup *fakeLookup
+		kind   metav1.GroupVersionKind
+		raw    string
+		want   string // in the response message
+	}{
+		"namespace not opted in": {lookup: &fakeLookup{}, kind: statefulSets, raw: statefulSetJSON, want: "not opted in"},
+		"opted out": {lookup: optedIn(), kind: statefulSets,
+			raw: strings.Replace(statefulSetJSON, `"metrics-guard.eck.dev/tls-secret": "metrics-tls"`, `"metrics-guard.eck.dev/secure": "false"`, 1), want: "opted out"},
+		"not an operator": {lookup: optedIn(), kind: statefulSets,
+			raw: strings.Replace(statefulSetJSON, "eck-operator:3.5.0", "nginx:1.27", 1), want: "not an ECK operator"},
+		"unrelated ConfigMap": {lookup: optedIn(), kind: configMaps,
+			raw: `{"metadata":{"name":"x","namespace":"elastic-system"},"data":{"app.properties":"a=b"}}`, want: "not an ECK operator config"},
+		"unrelated Service": {lookup: optedIn(), kind: services,
+			raw: `{"metadata":{"name":"web","namespace":"elastic-system"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}]}}`, want: "not the metrics Service"},
+		"old operator": {lookup: optedIn(), kind: statefulSets,
+			raw: strings.Replace(statefulSetJSON, "eck-operator:3.5.0", "eck-operator:2.14.0", 1), want: "2.14.0 ignores metrics-secure"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := &Handler{Lookup: tc.lookup}
+			resp := h.Handle(context.Background(), request(tc.kind, "elastic-system", tc.raw))
+			if !resp.Allowed || len(resp.Patches) != 0 {
+				t.Fatalf("allowed %v with %d operations", resp.Allowed, len(resp.Patches))
+			}
+			if !strings.Contains(resp.Result.Message, tc.want) {
+				t.Errorf("message %q, want %q", resp.Result.Message, tc.want)
+			}
+		})
+	}
+}
+
+func TestOldOperatorWarns(t *testing.T) {
+	h := &Handler{Lookup: optedIn()}
+	resp := h.Handle(context.Background(), request(statefulSets, "elastic-system", strings.Replace(statefulSetJSON, "eck-operator:3.5.0", "eck-operator:2.14.0", 1)))
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "unauthenticated") {
+		t.Errorf("warnings = %q", resp.Warnings)
+	}
+}
+
+func TestInvalidAnnotationIsDenied(t *testing.T) {
+	h := &Handler{Lookup: optedIn()}
+	raw := strings.Replace(statefulSetJSON, `"metrics-guard.eck.dev/tls-secret": "metrics-tls"`, `"metrics-guard.eck.dev/issuer-kind": "Vault", "metrics-guard.eck.dev/issuer": "ca"`, 1)
+	resp := h.Handle(context.Background(), request(statefulSets, "elastic-system", raw))
+	if resp.Allowed {
+		t.Fatal("allowed")
+	}
+	if resp.Result.Code != http.StatusUnprocessableEntity || resp.Result.Reason != metav1.StatusReasonInvalid ||
+		!strings.Contains(resp.Result.Message, `metadata.annotations[metrics-guard.eck.dev/issuer-kind]: Unsupported value: "Vault": supported values: "Issuer", "ClusterIssuer"`) {
+		t.Errorf("result = %+v", resp.Result)
+	}
+}
+
+func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
+	lookup := optedIn()
+	lookup.workloads = []Workload{workloadFromJSON(t, statefulSetJSON)}
+	cm := `{"metadata":{"name":"elastic-operator","namespace":"elastic-system"},"data":{"eck.yaml":"log-verbosity: 0\nmetrics-port: 0\nmetrics-secure: false\n"}}`
+	resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm))
+	if !resp.Allowed || len(resp.Patches) != 1 {
+		t.Fatalf("allowed %v, patches %+v", resp.Allowed, resp.Patches)
+	}
+	if op := resp.Patches[0]; op.Operation != "replace" || op.Path != "/data/eck.yaml" ||
+		op.Value != "log-verbosity: 0\nmetrics-port: 8081\nmetrics-secure: true\nmetrics-host: 0.0.0.0\n" {
+		t.Errorf("patch = %+v", op)
+	}
+
+	// The same ConfigMap in a namespace that did not opt in, of a workload that did.
+	lookup.namespaces = nil
+	lookup.workloads[0].Annotations = map[string]string{meta.AnnotationSecure: "true"}
+	if resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm)); len(resp.Patches) != 1 {
+		t.Errorf("the ConfigMap of an opted-in StatefulSet was not secured: %+v", resp)
+	}
+}
+
+func TestMetricsServiceGetsLabels(t *testing.T) {
+	lookup := optedIn()
+	lookup.workloads = []Workload{workloadFromJSON(t, statefulSetJSON)}
+	svc := `{"metadata":{"name":"elastic-operator-metrics","namespace":"elastic-system"},"spec":{"selector":{"control-plane":"elastic-operator"},"ports":[{"name":"https","port":8081,"targetPort":"metrics"}]}}`
+	resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(services, "elastic-system", svc))
+	if len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/labels" {
+		t.Fatalf("patches = %+v", resp.Patches)
+	}
+}
+
+func workloadFromJSON(t *testing.T, raw string) Workload {
+	t.Helper()
+	var sts appsv1.StatefulSet
+	if err := yaml.Unmarshal([]byte(raw), &sts); err != nil {
+		t.Fatal(err)
+	}
+	op, ok := eck.FromStatefulSet(&sts)
+	if !ok {
+		t.Fatal("not recognised")
+	}
+	return Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations}
+}
+
+func applyPatch(t *testing.T, raw string, ops []jsonpatch.JsonPatchOperation) string {
+	t.Helper()
+	b, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatchv5.DecodePatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
