@@ -5,17 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pmezard/go-difflib/difflib"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -169,62 +166,20 @@ func checkInvariants(t *testing.T, name string, input, out []byte) {
 
 func checkEndState(t *testing.T, s *stream, w *document, op *eck.Operator) {
 	t.Helper()
-	c := w.template().Spec.Containers[op.ContainerIndex]
 	cm := s.find("ConfigMap", op.Namespace, op.ConfigMapName).obj.(*corev1.ConfigMap)
-	cfg, err := eckconfig.Parse(cm.Data[op.ConfigKey])
-	if err != nil {
-		t.Fatalf("%s: eck.yaml: %v", w.describe(), err)
-	}
-	port, _, _ := cfg.Int(eckconfig.KeyMetricsPort)
-	secure, _, _ := cfg.Bool(eckconfig.KeyMetricsSecure)
-	if !secure {
-		t.Errorf("%s: metrics-secure is not true", w.describe())
-	}
-	var declared int32
-	for _, p := range c.Ports {
-		if p.Name == meta.PortName {
-			declared = p.ContainerPort
-		}
-	}
-	if int(declared) != port || port == 0 {
-		t.Errorf("%s: container port metrics = %d, eck.yaml metrics-port = %d", w.describe(), declared, port)
-	}
-	certDir := eckconfig.DefaultMetricsCertDir
-	if v, ok := cfg.String(eckconfig.KeyMetricsCertDir); ok {
-		certDir = v
-	}
-	mounted := false
-	for _, m := range c.VolumeMounts {
-		if m.Name == meta.VolumeName {
-			mounted = m.MountPath == certDir && m.ReadOnly
-		}
-	}
-	if !mounted {
-		t.Errorf("%s: tls-certificate is not mounted read-only at %s", w.describe(), certDir)
-	}
-	for _, v := range w.template().Spec.Volumes {
-		if v.Name == meta.VolumeName && (v.Secret == nil || v.Secret.Optional != nil && *v.Secret.Optional) {
-			t.Errorf("%s: tls-certificate is not a required Secret volume", w.describe())
-		}
-	}
-	var svc *corev1.Service
+	port, findings := compliance.Operator(op, w.template(), cm)
+	var services []corev1.Service
 	for _, d := range s.docs {
-		if sv, ok := d.obj.(*corev1.Service); ok && sv.Labels[meta.LabelMetricsService] == "true" && sv.Labels[meta.LabelOperator] == op.Name {
-			svc = sv
+		if svc, ok := d.obj.(*corev1.Service); ok {
+			services = append(services, *svc)
 		}
 	}
-	if svc == nil {
-		t.Fatalf("%s: no labelled metrics Service", w.describe())
-	}
-	targets := false
-	for _, p := range svc.Spec.Ports {
-		targets = targets || p.TargetPort == intstr.FromString(meta.PortName) || p.TargetPort.IntValue() == port
-	}
-	if !targets || len(svc.Spec.Selector) == 0 {
-		t.Errorf("Service %s does not reach the metrics port", svc.Name)
-	}
+	findings = append(findings, compliance.Service(op, port, services)...)
 	if !s.delegatesAuth(op) && !hasAuthDelegatorBinding(s, op) {
-		t.Errorf("%s: no binding to system:auth-delegator", w.describe())
+		findings = append(findings, "no binding to system:auth-delegator")
+	}
+	for _, f := range findings {
+		t.Errorf("%s: %s", w.describe(), f)
 	}
 }
 
@@ -297,8 +252,3 @@ func unifiedDiff(t *testing.T, a, b []byte) []byte {
 	}
 	return []byte(d)
 }
-
-var (
-	_ = appsv1.SchemeGroupVersion
-	_ = strconv.Itoa
-)
