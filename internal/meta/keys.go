@@ -35,6 +35,10 @@ const (
 	// the metrics settings, so that the pod restarts onto new settings and only then.
 	AnnotationMetricsHash = "metrics-guard.eck.dev/metrics-hash"
 
+	// AnnotationStatus is set on a guarded operator's StatefulSet by the controller: "secured",
+	// or what it waits for ("waiting for certificate Secret <name>").
+	AnnotationStatus = "metrics-guard.eck.dev/status"
+
 	// LabelMetricsService marks the Service that exposes an operator's secure metrics, for
 	// ServiceMonitors to select.
 	LabelMetricsService = "metrics-guard.eck.dev/metrics-service"

@@ -61,3 +61,8 @@ func sortOperations(ops []jsonpatch.Operation) {
 		return cmp.Compare(len(x), len(y))
 	})
 }
+
+// Marshal encodes operations as a JSON patch document.
+func Marshal(ops []jsonpatch.Operation) ([]byte, error) {
+	return json.Marshal(ops)
+}

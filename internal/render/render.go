@@ -278,36 +278,11 @@ func (s *stream) encode(companions []object) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// manifest encodes a new object as YAML without the empty status and creationTimestamp
-// that Go types print for objects never stored.
+// manifest encodes a new object as YAML.
 func manifest(obj object) ([]byte, error) {
-	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	u, err := mutate.Unstructured(obj)
 	if err != nil {
 		return nil, err
 	}
-	delete(u, "status")
-	if m, ok := u["metadata"].(map[string]any); ok {
-		delete(m, "creationTimestamp")
-	}
-	pruneEmpty(u)
 	return yaml.Marshal(u)
-}
-
-// pruneEmpty drops empty objects, which Go structs without omitempty print as {}.
-func pruneEmpty(m map[string]any) {
-	for k, v := range m {
-		switch v := v.(type) {
-		case map[string]any:
-			pruneEmpty(v)
-			if len(v) == 0 {
-				delete(m, k)
-			}
-		case []any:
-			for _, item := range v {
-				if im, ok := item.(map[string]any); ok {
-					pruneEmpty(im)
-				}
-			}
-		}
-	}
 }

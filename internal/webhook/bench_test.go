@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"strings"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 // BenchmarkHandle measures the admission hot path: decode, decide, mutate, diff.
 func BenchmarkHandle(b *testing.B) {
 	lookup := optedIn()
-	lookup.workloads = []Workload{workloadFromJSON(&testing.T{}, statefulSetJSON)}
+	lookup.workloads = []cluster.Workload{workloadFromJSON(&testing.T{}, statefulSetJSON)}
 	cm := `{"metadata":{"name":"elastic-operator","namespace":"elastic-system"},"data":{"eck.yaml":"log-verbosity: 0\nmetrics-port: 0\nmetrics-secure: false\ncontainer-registry: docker.elastic.co\nwebhook-port: 9443\noperator-namespace: elastic-system\n"}}`
 	cases := map[string]struct {
 		kind   string

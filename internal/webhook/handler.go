@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
@@ -32,7 +33,7 @@ const Path = "/mutate"
 // Handler mutates ECK operator StatefulSets and Deployments, their ConfigMaps and their
 // metrics Services. Everything else is allowed untouched.
 type Handler struct {
-	Lookup   Lookup
+	Lookup   cluster.Lookup
 	Defaults policy.Defaults
 }
 
@@ -85,7 +86,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	if !ok {
 		return admission.Allowed("not an ECK operator")
 	}
-	in, err := h.input(ctx, req.Namespace, Workload{Operator: op, Template: tmpl, Annotations: obj.GetAnnotations()})
+	in, err := h.input(ctx, req.Namespace, cluster.Workload{Operator: op, Template: tmpl, Annotations: obj.GetAnnotations()})
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -108,7 +109,7 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	var owner *Workload
+	var owner *cluster.Workload
 	for i := range workloads {
 		if workloads[i].Operator.ConfigMapName == cm.Name {
 			owner = &workloads[i]
@@ -165,20 +166,8 @@ func (h *Handler) service(ctx context.Context, req admission.Request) admission.
 	return admission.Allowed("not the metrics Service of a guarded ECK operator")
 }
 
-// input gathers what policy needs about a workload from the cache.
-func (h *Handler) input(ctx context.Context, namespace string, w Workload) (policy.Input, error) {
-	w.Operator.Namespace = namespace
-	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: h.Defaults}
-	var err error
-	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, namespace); err != nil {
-		return in, err
-	}
-	if w.Operator.ConfigMapName != "" {
-		if in.ConfigMap, err = h.Lookup.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
-			return in, err
-		}
-	}
-	return in, nil
+func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workload) (policy.Input, error) {
+	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
 }
 
 // early answers requests that get no patch: denied, or left alone (with the reason).

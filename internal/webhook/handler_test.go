@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
@@ -26,7 +27,7 @@ import (
 type fakeLookup struct {
 	namespaces map[string]map[string]string
 	configMaps map[string]*corev1.ConfigMap
-	workloads  []Workload
+	workloads  []cluster.Workload
 }
 
 func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
@@ -37,8 +38,8 @@ func (f *fakeLookup) ConfigMap(_ context.Context, ns, name string) (*corev1.Conf
 	return f.configMaps[ns+"/"+name], nil
 }
 
-func (f *fakeLookup) Operators(_ context.Context, ns string) ([]Workload, error) {
-	var out []Workload
+func (f *fakeLookup) Operators(_ context.Context, ns string) ([]cluster.Workload, error) {
+	var out []cluster.Workload
 	for _, w := range f.workloads {
 		if w.Operator.Namespace == ns {
 			out = append(out, w)
@@ -187,7 +188,7 @@ func TestInvalidAnnotationIsDenied(t *testing.T) {
 
 func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
 	lookup := optedIn()
-	lookup.workloads = []Workload{workloadFromJSON(t, statefulSetJSON)}
+	lookup.workloads = []cluster.Workload{workloadFromJSON(t, statefulSetJSON)}
 	cm := `{"metadata":{"name":"elastic-operator","namespace":"elastic-system"},"data":{"eck.yaml":"log-verbosity: 0\nmetrics-port: 0\nmetrics-secure: false\n"}}`
 	resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm))
 	if !resp.Allowed || len(resp.Patches) != 1 {
@@ -208,7 +209,7 @@ func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
 
 func TestMetricsServiceGetsLabels(t *testing.T) {
 	lookup := optedIn()
-	lookup.workloads = []Workload{workloadFromJSON(t, statefulSetJSON)}
+	lookup.workloads = []cluster.Workload{workloadFromJSON(t, statefulSetJSON)}
 	svc := `{"metadata":{"name":"elastic-operator-metrics","namespace":"elastic-system"},"spec":{"selector":{"control-plane":"elastic-operator"},"ports":[{"name":"https","port":8081,"targetPort":"metrics"}]}}`
 	resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(services, "elastic-system", svc))
 	if len(resp.Patches) != 1 || resp.Patches[0].Path != "/metadata/labels" {
@@ -216,7 +217,7 @@ func TestMetricsServiceGetsLabels(t *testing.T) {
 	}
 }
 
-func workloadFromJSON(t *testing.T, raw string) Workload {
+func workloadFromJSON(t *testing.T, raw string) cluster.Workload {
 	t.Helper()
 	var sts appsv1.StatefulSet
 	if err := yaml.Unmarshal([]byte(raw), &sts); err != nil {
@@ -226,7 +227,7 @@ func workloadFromJSON(t *testing.T, raw string) Workload {
 	if !ok {
 		t.Fatal("not recognised")
 	}
-	return Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations}
+	return cluster.Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations}
 }
 
 func applyPatch(t *testing.T, raw string, ops []jsonpatch.JsonPatchOperation) string {

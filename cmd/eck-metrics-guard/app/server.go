@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -25,6 +26,9 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
 )
@@ -46,6 +50,14 @@ type ServerOptions struct {
 	Health struct {
 		BindAddress string
 	}
+	Controller struct {
+		Enabled                bool
+		LeaderElect            bool
+		LeaderElectionNS       string
+		ServiceMonitor         bool
+		CertificateDuration    time.Duration
+		CertificateRenewBefore time.Duration
+	}
 	Defaults policy.Defaults
 	Log      zap.Options
 }
@@ -64,6 +76,13 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&o.Health.BindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 
+	fs.BoolVar(&o.Controller.Enabled, "controller", true, "run the controller: companion objects, retrofit of existing operators, healing of drift")
+	fs.BoolVar(&o.Controller.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
+	fs.StringVar(&o.Controller.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
+	fs.BoolVar(&o.Controller.ServiceMonitor, "service-monitor", true, "create a ServiceMonitor for each guarded operator when the Prometheus Operator's CRDs are installed")
+	fs.DurationVar(&o.Controller.CertificateDuration, "cert-duration", mutate.DefaultCertificateOptions.Duration, "lifetime of the Certificates the controller requests")
+	fs.DurationVar(&o.Controller.CertificateRenewBefore, "cert-renew-before", mutate.DefaultCertificateOptions.RenewBefore, "how long before expiry cert-manager renews them")
+
 	fs.StringVar(&o.Defaults.Issuer, "default-issuer", "", "cert-manager issuer for operators whose annotations choose no certificate")
 	fs.StringVar(&o.Defaults.IssuerKind, "default-issuer-kind", "", "Issuer or ClusterIssuer, for --default-issuer")
 	fs.IntVar(&o.Defaults.Port, "default-metrics-port", 0, "metrics port for operators whose annotations choose none; 0 picks 8081 or the next free port")
@@ -77,7 +96,7 @@ func newServerCommand() *cobra.Command {
 	o := &ServerOptions{}
 	cmd := &cobra.Command{
 		Use:   "webhook",
-		Short: "Run the admission webhook server",
+		Short: "Run the admission webhook server and the controller",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := policy.ValidateDefaults(o.Defaults); err != nil {
@@ -126,12 +145,16 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			Port:    o.Webhook.Port,
 			CertDir: o.Webhook.CertDir,
 		}),
-		Cache: cache.Options{DefaultTransform: webhook.Transform},
+		Cache:                   cache.Options{DefaultTransform: cluster.Transform},
+		LeaderElection:          o.Controller.LeaderElect,
+		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
+		LeaderElectionNamespace: o.Controller.LeaderElectionNS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to create the manager: %w", err)
 	}
-	handler := &webhook.Handler{Lookup: webhook.CachedLookup{Reader: mgr.GetCache()}, Defaults: o.Defaults}
+	lookup := cluster.CachedLookup{Reader: mgr.GetCache()}
+	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
 
 	// Start the informers with the manager, so that /readyz waits for them and the first
@@ -139,6 +162,22 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.Deployment{}, &corev1.ConfigMap{}, namespaceMetadata()} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("failed to set up the cache for %T: %w", obj, err)
+		}
+	}
+	if o.Controller.Enabled {
+		r := &controller.OperatorReconciler{
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+			Lookup:    lookup,
+			Recorder:  mgr.GetEventRecorder("eck-metrics-guard"),
+			Options: controller.Options{
+				Defaults:       o.Defaults,
+				ServiceMonitor: o.Controller.ServiceMonitor,
+				Certificate:    mutate.CertificateOptions{Duration: o.Controller.CertificateDuration, RenewBefore: o.Controller.CertificateRenewBefore},
+			},
+		}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("failed to set up the controller: %w", err)
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

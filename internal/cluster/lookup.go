@@ -1,4 +1,6 @@
-package webhook
+// Package cluster is how the webhook and the controller read the cluster: through the
+// manager's cache only, trimmed to what the guard needs.
+package cluster
 
 import (
 	"context"
@@ -12,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
 // Workload is an ECK operator workload as the handlers need it.
@@ -21,7 +24,7 @@ type Workload struct {
 	Annotations map[string]string
 }
 
-// Lookup is every read the handlers make. The server implements it with cached reads
+// Lookup is every read the webhook makes, and the controller's reads of the same things. The server implements it with cached reads
 // only (see CachedLookup); tests may use anything.
 type Lookup interface {
 	// NamespaceAnnotations returns a namespace's annotations; nil when it is unknown.
@@ -118,4 +121,20 @@ func Transform(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// Input gathers what policy needs to decide about a workload in namespace.
+func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults policy.Defaults) (policy.Input, error) {
+	w.Operator.Namespace = namespace
+	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: defaults}
+	var err error
+	if in.NamespaceAnnotations, err = l.NamespaceAnnotations(ctx, namespace); err != nil {
+		return in, err
+	}
+	if w.Operator.ConfigMapName != "" {
+		if in.ConfigMap, err = l.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
 }

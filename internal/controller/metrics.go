@@ -1,0 +1,24 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Outcomes of a reconcile of a guarded operator.
+const (
+	stateSecured = "secured"
+	stateWaiting = "waiting_for_certificate"
+	stateInvalid = "invalid_settings"
+)
+
+// operators counts reconciles of guarded operators by outcome, on the guard's own
+// (authenticated) metrics endpoint, next to controller-runtime's reconcile metrics.
+var operators = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "eck_metrics_guard_operator_reconciles_total",
+	Help: "Reconciles of guarded ECK operators, by outcome.",
+}, []string{"outcome"})
+
+func init() {
+	metrics.Registry.MustRegister(operators)
+}

@@ -1,0 +1,330 @@
+// Package controller completes what the webhook cannot: it creates the companion objects
+// of a guarded ECK operator (metrics Service, auth-delegator binding, cert-manager
+// Certificate, ServiceMonitor), secures operators that existed before they were opted in,
+// and heals objects admitted while the webhook was down. It computes everything with the
+// same policy and mutate packages as the webhook and the CLI.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gomodules.xyz/jsonpatch/v2"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+// FieldManager owns, in server-side apply, every field the controller writes.
+const FieldManager = "eck-metrics-guard"
+
+// waitForSecret is how often the controller looks again for a TLS Secret that is not
+// there yet.
+const waitForSecret = 10 * time.Second
+
+// Options are the controller's settings (command-line flags).
+type Options struct {
+	Defaults       policy.Defaults
+	Certificate    mutate.CertificateOptions
+	ServiceMonitor bool
+}
+
+// OperatorReconciler brings one ECK operator StatefulSet, its ConfigMap and its companion
+// objects to the end state.
+//
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;deployments,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=system:auth-delegator
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;patch
+type OperatorReconciler struct {
+	Client client.Client
+	// APIReader reads what is not cached: the one TLS Secret of an operator, by metadata.
+	APIReader client.Reader
+	Lookup    cluster.Lookup
+	Recorder  events.EventRecorder
+	Options   Options
+}
+
+var (
+	certificateGVK    = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
+	serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
+)
+
+// SetupWithManager registers the controller: StatefulSets are its primary objects; changes
+// to Namespaces (opt-in), ConfigMaps (drift) and the Services it labels bring it back.
+func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("eck-operator").
+		For(&appsv1.StatefulSet{}).
+		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
+		Complete(r)
+}
+
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
+// operatorsInNamespace maps a Namespace, or an object in one, to the ECK operators there.
+func (r *OperatorReconciler) operatorsInNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	ns := obj.GetNamespace()
+	if ns == "" {
+		ns = obj.GetName()
+	}
+	workloads, err := r.Lookup.Operators(ctx, ns)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "failed to list operators", "namespace", ns)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, w := range workloads {
+		if w.Operator.Kind != "StatefulSet" {
+			continue
+		}
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name != w.Operator.ConfigMapName {
+			continue
+		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: w.Operator.Name}})
+	}
+	return reqs
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	log := logf.FromContext(ctx)
+	sts := &appsv1.StatefulSet{}
+	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, r.deleteBindings(ctx, req.Namespace, req.Name)
+		}
+		return reconcile.Result{}, err
+	}
+	op, ok := eck.FromStatefulSet(sts)
+	if !ok || !sts.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	in, err := cluster.Input(ctx, r.Lookup, sts.Namespace, cluster.Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations}, r.Options.Defaults)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	d := policy.Decide(in)
+	if len(d.Errs) > 0 {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidSettings", "Reconcile", "not secured: %v", d.Errs.ToAggregate())
+		operators.WithLabelValues(stateInvalid).Inc()
+		return reconcile.Result{}, nil
+	}
+	if d.Plan == nil {
+		if d.Guarded {
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
+		}
+		log.V(1).Info("left alone", "reason", d.Skip)
+		return reconcile.Result{}, nil
+	}
+	plan := d.Plan
+
+	if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
+		return reconcile.Result{}, err
+	}
+	service, err := r.ensureService(ctx, sts, op, plan)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.apply(ctx, sts, mutate.AuthDelegatorBinding(op), false); err != nil {
+		return reconcile.Result{}, err
+	}
+	if cert := mutate.Certificate(op, plan, service.Name, r.Options.Certificate); cert != nil {
+		if err := r.applyIfServed(ctx, sts, cert, certificateGVK); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if r.Options.ServiceMonitor {
+		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
+			if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	}
+
+	// The pod template last: the Secret volume is not optional, so the pod waits for the
+	// Secret, and ECK reads the certificate only when it starts.
+	waiting, err := r.secretMissing(ctx, sts.Namespace, plan.SecretName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	status := "secured"
+	if waiting {
+		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
+	}
+	if err := r.healStatefulSet(ctx, sts, op, plan, status); err != nil {
+		return reconcile.Result{}, err
+	}
+	if waiting {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "WaitingForCertificate", "Reconcile", "the pod starts once Secret %s exists", plan.SecretName)
+		operators.WithLabelValues(stateWaiting).Inc()
+		return reconcile.Result{RequeueAfter: waitForSecret}, nil
+	}
+	operators.WithLabelValues(stateSecured).Inc()
+	return reconcile.Result{}, nil
+}
+
+// healStatefulSet applies the plan to the stored pod template (what the webhook would have
+// done) and records the status annotation, with a JSON patch of exactly those changes.
+func (r *OperatorReconciler) healStatefulSet(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, plan *policy.Plan, status string) error {
+	before := sts.DeepCopy()
+	healed := mutate.PodTemplate(&sts.Spec.Template, op, plan)
+	if sts.Annotations[keys.AnnotationStatus] != status {
+		metav1.SetMetaDataAnnotation(&sts.ObjectMeta, keys.AnnotationStatus, status)
+	}
+	if err := r.patch(ctx, before, sts); err != nil {
+		return fmt.Errorf("failed to patch StatefulSet %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	if healed {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication (Secret %q)", plan.Port, plan.SecretName)
+	}
+	return nil
+}
+
+func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, cm *corev1.ConfigMap, plan *policy.Plan) error {
+	if cm == nil {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "ConfigMapMissing", "Reconcile", "ConfigMap %s with %s not found", op.ConfigMapName, op.ConfigKey)
+		return nil
+	}
+	// The cache holds the ConfigMap; patch a fresh copy read from the API server.
+	live := &corev1.ConfigMap{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cm), live); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	before := live.DeepCopy()
+	changed, err := mutate.ConfigMap(live, op.ConfigKey, plan)
+	if err != nil {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidConfig", "Reconcile", "%v", err)
+		return nil
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.patch(ctx, before, live); err != nil {
+		return fmt.Errorf("failed to patch ConfigMap %s/%s: %w", live.Namespace, live.Name, err)
+	}
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, plan.Port)
+	return nil
+}
+
+// ensureService labels the operator's metrics Service, or creates one when it has none.
+func (r *OperatorReconciler) ensureService(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, plan *policy.Plan) (*corev1.Service, error) {
+	var services corev1.ServiceList
+	if err := r.Client.List(ctx, &services, client.InNamespace(sts.Namespace)); err != nil {
+		return nil, err
+	}
+	for i := range services.Items {
+		svc := &services.Items[i]
+		if svc.Name == plan.ServiceName || !mutate.IsMetricsService(svc, op, plan) {
+			continue
+		}
+		before := svc.DeepCopy()
+		if mutate.Service(svc, op) {
+			if err := r.patch(ctx, before, svc); err != nil {
+				return nil, fmt.Errorf("failed to label Service %s/%s: %w", svc.Namespace, svc.Name, err)
+			}
+		}
+		return svc, nil
+	}
+	svc := mutate.MetricsService(op, plan)
+	return svc, r.apply(ctx, sts, svc, true)
+}
+
+// apply writes a companion with server-side apply; owned ones go with the StatefulSet.
+func (r *OperatorReconciler) apply(ctx context.Context, sts *appsv1.StatefulSet, obj client.Object, owned bool) error {
+	if owned {
+		if err := controllerutil.SetControllerReference(sts, obj, r.Client.Scheme()); err != nil {
+			return err
+		}
+	}
+	u, err := mutate.Unstructured(obj)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u}), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("failed to apply %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+// applyIfServed applies a companion whose API may not be installed (cert-manager,
+// Prometheus Operator): discovered, not assumed.
+func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts *appsv1.StatefulSet, obj client.Object, gvk schema.GroupVersionKind) error {
+	if _, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "APINotInstalled", "Reconcile", "%s is not served: %s %s not created", gvk.GroupVersion(), gvk.Kind, obj.GetName())
+			return nil
+		}
+		return err
+	}
+	return r.apply(ctx, sts, obj, true)
+}
+
+func (r *OperatorReconciler) secretMissing(ctx context.Context, namespace, name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
+}
+
+// patch sends the JSON patch that turns before into after, if any.
+func (r *OperatorReconciler) patch(ctx context.Context, before, after client.Object) error {
+	ops, err := patch.Diff(before, after)
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	// Only if nothing changed since the read: list indexes in the patch depend on it.
+	guard := jsonpatch.NewOperation("test", "/metadata/resourceVersion", before.GetResourceVersion())
+	body, err := patch.Marshal(append([]jsonpatch.Operation{guard}, ops...))
+	if err != nil {
+		return err
+	}
+	return r.Client.Patch(ctx, after, client.RawPatch(types.JSONPatchType, body), client.FieldOwner(FieldManager))
+}
+
+// deleteBindings removes the cluster-scoped bindings of an operator that is gone (the
+// namespaced companions go with it through their owner reference).
+func (r *OperatorReconciler) deleteBindings(ctx context.Context, namespace, name string) error {
+	err := r.Client.DeleteAllOf(ctx, &rbacv1.ClusterRoleBinding{}, client.MatchingLabels{
+		keys.LabelManagedBy: keys.ManagedByValue, keys.LabelOperator: name, keys.LabelOperatorNamespace: namespace,
+	})
+	return client.IgnoreNotFound(err)
+}

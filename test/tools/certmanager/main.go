@@ -1,0 +1,190 @@
+// Command cert-manager-controller runs cert-manager's own controllers, from the
+// github.com/cert-manager/cert-manager module, against the API server of a kubeconfig. It is
+// for the end-to-end tests only (test/e2e/framework.StartCertManager): cert-manager's
+// controller binary lives in a nested Go module that the module proxy does not serve, so this
+// small runner wires the public pkg/controller package itself, with only the controllers that
+// SelfSigned and CA issuers need:
+//
+//   - Certificates: trigger, key manager, request manager, issuing, readiness, revision manager;
+//   - CertificateRequests: the approver (signers wait for the Approved condition), and the
+//     SelfSigned and CA signers;
+//   - Issuers and ClusterIssuers (readiness of SelfSigned and CA issuers).
+//
+// There is no leader election, no webhook (defaulting and validation of cert-manager's
+// resources), no metrics or health endpoint, and no ACME, Vault or Venafi issuer. It logs to
+// stderr (klog; -v=4 for debug) and exits cleanly on SIGTERM or SIGINT.
+//
+// Usage:
+//
+//	cert-manager-controller --kubeconfig=admin.kubeconfig [--cluster-resource-namespace=cert-manager]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	controllerpkg "github.com/cert-manager/cert-manager/pkg/controller"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	crca "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
+	crselfsigned "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/keymanager"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/readiness"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/requestmanager"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/revisionmanager"
+	"github.com/cert-manager/cert-manager/pkg/controller/certificates/trigger"
+	"github.com/cert-manager/cert-manager/pkg/controller/clusterissuers"
+	"github.com/cert-manager/cert-manager/pkg/controller/issuers"
+	logf "github.com/cert-manager/cert-manager/pkg/logs"
+
+	// The issuer implementations used by the issuers and clusterissuers controllers; they
+	// register themselves with pkg/issuer.
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/selfsigned"
+)
+
+// controllers are the names of the cert-manager controllers run; their packages, imported
+// above, register them with pkg/controller in init().
+var controllers = []string{
+	trigger.ControllerName,
+	keymanager.ControllerName,
+	requestmanager.ControllerName,
+	issuing.ControllerName,
+	readiness.ControllerName,
+	revisionmanager.ControllerName,
+	approver.ControllerName,
+	crselfsigned.CRControllerName,
+	crca.CRControllerName,
+	issuers.ControllerName,
+	clusterissuers.ControllerName,
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "", "path of the kubeconfig of the API server (required)")
+	clusterResourceNamespace := flag.String("cluster-resource-namespace", "cert-manager",
+		"namespace of the Secrets referenced by ClusterIssuers (e.g. the key pair of a CA ClusterIssuer)")
+	leaderElect := flag.Bool("leader-elect", false, "accepted for compatibility with cert-manager's flags; only false is supported")
+	workers := flag.Int("concurrent-workers", 5, "workers of each controller")
+	minBackoff := flag.Duration("certificate-request-minimum-backoff-duration", time.Hour,
+		"initial delay before a failed issuance is retried (cert-manager's default: 1h)")
+	maxBackoff := flag.Duration("certificate-request-maximum-backoff-duration", 32*time.Hour,
+		"maximum delay before a failed issuance is retried (cert-manager's default: 32h)")
+	klog.InitFlags(flag.CommandLine) // -v, logs to stderr
+	flag.Parse()
+
+	if *kubeconfig == "" {
+		fmt.Fprintln(os.Stderr, "--kubeconfig is required")
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *leaderElect {
+		fmt.Fprintln(os.Stderr, "--leader-elect=true is not supported: this runner is for tests only")
+		os.Exit(2)
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
+		os.Exit(2)
+	}
+	klog.EnableContextualLogging(true)
+	defer klog.Flush()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	ctx = logf.NewContext(ctx, logf.Log)
+
+	if err := run(ctx, controllerpkg.ContextOptions{
+		Kubeconfig:         *kubeconfig,
+		KubernetesAPIQPS:   100,
+		KubernetesAPIBurst: 200,
+		IssuerOptions: controllerpkg.IssuerOptions{
+			ClusterResourceNamespace: *clusterResourceNamespace,
+		},
+		CertificateOptions: controllerpkg.CertificateOptions{
+			// cert-manager's defaults.
+			CopiedAnnotationPrefixes:                 []string{"*", "-kubectl.kubernetes.io/", "-fluxcd.io/", "-argocd.argoproj.io/"},
+			CertificateRequestMinimumBackoffDuration: *minBackoff,
+			CertificateRequestMaximumBackoffDuration: *maxBackoff,
+		},
+	}, *workers); err != nil {
+		logf.Log.Error(err, "cert-manager controllers failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	logf.Log.Info("cert-manager controllers stopped")
+}
+
+// run constructs the controllers, starts the shared informers they registered with, and runs
+// the controllers until ctx is cancelled.
+func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) error {
+	log := logf.Log
+	factory, err := controllerpkg.NewContextFactory(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("building the controller context: %w", err)
+	}
+	// The informer factories are shared by every context the factory builds.
+	shared, err := factory.Build()
+	if err != nil {
+		return fmt.Errorf("building the controller context: %w", err)
+	}
+
+	known := controllerpkg.Known()
+	type named struct {
+		name string
+		ctrl controllerpkg.Interface
+	}
+	var ctrls []named
+	for _, name := range controllers {
+		constructor, ok := known[name]
+		if !ok {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return fmt.Errorf("controller %q is not registered (registered: %v)", name, names)
+		}
+		// Constructing a controller registers its informers with the shared factories, which
+		// must therefore be started afterwards.
+		ctrl, err := constructor(factory)
+		if err != nil {
+			return fmt.Errorf("constructing controller %q: %w", name, err)
+		}
+		ctrls = append(ctrls, named{name, ctrl})
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(ctrls))
+	for i, c := range ctrls {
+		wg.Go(func() {
+			log.Info("starting controller", "controller", c.name)
+			if err := c.ctrl.Run(workers, ctx); err != nil {
+				errs[i] = fmt.Errorf("controller %q: %w", c.name, err)
+				cancel() // one failing controller stops them all
+			}
+		})
+	}
+
+	shared.SharedInformerFactory.Start(ctx.Done())
+	shared.KubeSharedInformerFactory.Start(ctx.Done())
+	shared.HTTP01ResourceMetadataInformersFactory.Start(ctx.Done())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	wg.Wait()
+	shared.SharedInformerFactory.Shutdown()
+	shared.KubeSharedInformerFactory.Shutdown()
+	shared.HTTP01ResourceMetadataInformersFactory.Shutdown()
+	return errors.Join(errs...)
+}
