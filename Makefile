@@ -31,8 +31,16 @@ lint: ## Fail if gofmt would change a file or go vet finds a problem.
 	@test -z "$$(gofmt -l cmd internal test)" || { echo "gofmt would change:"; gofmt -l cmd internal test; exit 1; }
 	go vet ./...
 
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the RBAC role in config/rbac from the kubebuilder markers.
+	$(CONTROLLER_GEN) rbac:roleName=eck-metrics-guard paths=./internal/... output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify-manifests
+verify-manifests: manifests ## Fail if the generated files differ from what is committed.
+	@git diff --exit-code -- config/ || { echo "generated files are out of date: run make manifests and commit"; exit 1; }
+
 .PHONY: test
-test: controlplane lint ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
+test: controlplane cert-manager lint verify-manifests ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
 	go test -count=1 ./...
 
 .PHONY: test-unit
@@ -62,3 +70,4 @@ run: ## Run the webhook server against $KUBECONFIG (certificates in WEBHOOK_CERT
 	go run ./cmd/eck-metrics-guard webhook --webhook-cert-dir=$(or $(WEBHOOK_CERT_DIR),/tmp/k8s-webhook-server/serving-certs) --zap-devel
 
 include test/tools/controlplane.mk
+include test/tools/certmanager.mk

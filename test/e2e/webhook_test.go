@@ -18,6 +18,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
 // guarded are the annotations of a namespace whose ECK operators are secured with
@@ -38,7 +39,7 @@ func TestApplySecuresRealManifests(t *testing.T) {
 	}
 	var inputs []input
 	for _, name := range []string{"operator-2.16.1.yaml", "operator-3.0.0.yaml", "operator-3.5.0.yaml", "helm-3.5.0-default.yaml", "helm-3.5.0-securemode-tls-servicemonitor.yaml"} {
-		inputs = append(inputs, input{path: filepath.Join(fixtureDir(t), name)})
+		inputs = append(inputs, input{path: filepath.Join(framework.FixtureDir(t), name)})
 	}
 	for _, name := range []string{"custom-install.yaml", "olm-deployment.yaml"} {
 		inputs = append(inputs, input{path: filepath.Join(repo, "test", "testdata", "inject", name)})
@@ -48,15 +49,15 @@ func TestApplySecuresRealManifests(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(filepath.Base(in.path), func(t *testing.T) {
 			t.Parallel()
-			ns := newNamespace(t, "e2e-apply", guarded)
-			file := manifest(t, in.path, ns)
-			mustKubectl(t, "apply", "-f", file)
+			ns := env.Namespace(t, "e2e-apply", guarded, nil)
+			file := framework.Manifest(t, in.path, ns)
+			env.MustKubectl(t, "apply", "-f", file)
 			if in.stsSettings {
-				mustKubectl(t, "apply", "-f", file)
+				env.MustKubectl(t, "apply", "-f", file)
 			}
 
-			o := operatorIn(t, ns)
-			port, findings := compliance.Operator(o.op, o.template, o.cm)
+			o := env.Operator(t, ns)
+			port, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap)
 			for _, f := range findings {
 				t.Errorf("after kubectl apply: %s", f)
 			}
@@ -68,9 +69,9 @@ func TestApplySecuresRealManifests(t *testing.T) {
 				{"apply", "--server-side", "--force-conflicts", "-f", file},
 				{"apply", "--server-side", "--force-conflicts", "-f", file},
 			} {
-				mustKubectl(t, args...)
-				again := operatorIn(t, ns)
-				if _, findings := compliance.Operator(again.op, again.template, again.cm); len(findings) > 0 {
+				env.MustKubectl(t, args...)
+				again := env.Operator(t, ns)
+				if _, findings := compliance.Operator(again.Op, again.Template, again.ConfigMap); len(findings) > 0 {
 					t.Errorf("after kubectl %s: %v", strings.Join(args[:len(args)-2], " "), findings)
 				}
 				if got := shapeOf(again); got != shape {
@@ -78,16 +79,16 @@ func TestApplySecuresRealManifests(t *testing.T) {
 				}
 			}
 
-			if o.op.Kind != "StatefulSet" {
+			if o.Op.Kind != "StatefulSet" {
 				return
 			}
 			// kube-controller-manager makes the Pod from the stored template.
 			pod := &corev1.Pod{}
-			eventually(t, "the operator Pod", func() (bool, error) {
-				err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: o.op.Name + "-0"}, pod)
+			framework.Eventually(t, "the operator Pod", func() (bool, error) {
+				err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: o.Op.Name + "-0"}, pod)
 				return err == nil, client.IgnoreNotFound(err)
 			})
-			c := pod.Spec.Containers[o.op.ContainerIndex]
+			c := pod.Spec.Containers[o.Op.ContainerIndex]
 			hasPort, hasMount := false, false
 			for _, p := range c.Ports {
 				hasPort = hasPort || p.Name == meta.PortName && int(p.ContainerPort) == port
@@ -103,11 +104,11 @@ func TestApplySecuresRealManifests(t *testing.T) {
 }
 
 // shapeOf counts what re-applies must not multiply.
-func shapeOf(o operatorObjects) string {
-	c := o.template.Spec.Containers[o.op.ContainerIndex]
+func shapeOf(o framework.Operator) string {
+	c := o.Template.Spec.Containers[o.Op.ContainerIndex]
 	return strings.Join([]string{
-		"ports=" + itoa(len(c.Ports)), "mounts=" + itoa(len(c.VolumeMounts)), "volumes=" + itoa(len(o.template.Spec.Volumes)),
-		"eck.yaml lines=" + itoa(strings.Count(o.cm.Data[o.op.ConfigKey], "\n")),
+		"ports=" + itoa(len(c.Ports)), "mounts=" + itoa(len(c.VolumeMounts)), "volumes=" + itoa(len(o.Template.Spec.Volumes)),
+		"eck.yaml lines=" + itoa(strings.Count(o.ConfigMap.Data[o.Op.ConfigKey], "\n")),
 	}, " ")
 }
 
@@ -117,22 +118,22 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // stored exactly as sent.
 func TestNotOptedInIsStoredAsSent(t *testing.T) {
 	t.Parallel()
-	ns := newNamespace(t, "e2e-plain", nil)
-	file := manifest(t, filepath.Join(fixtureDir(t), "operator-3.5.0.yaml"), ns)
-	mustKubectl(t, "apply", "-f", file)
-	o := operatorIn(t, ns)
-	if sent := sentConfig(t, file); o.cm.Data["eck.yaml"] != sent {
-		t.Errorf("eck.yaml changed:\n%s\nsent:\n%s", o.cm.Data["eck.yaml"], sent)
+	ns := env.Namespace(t, "e2e-plain", nil, nil)
+	file := framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns)
+	env.MustKubectl(t, "apply", "-f", file)
+	o := env.Operator(t, ns)
+	if sent := sentConfig(t, file); o.ConfigMap.Data["eck.yaml"] != sent {
+		t.Errorf("eck.yaml changed:\n%s\nsent:\n%s", o.ConfigMap.Data["eck.yaml"], sent)
 	}
-	if _, ok := o.template.Annotations[meta.AnnotationMetricsHash]; ok || len(o.template.Spec.Volumes) != 2 || len(o.template.Spec.Containers[0].Ports) != 1 {
-		t.Errorf("the StatefulSet changed: %+v", o.template)
+	if _, ok := o.Template.Annotations[meta.AnnotationMetricsHash]; ok || len(o.Template.Spec.Volumes) != 2 || len(o.Template.Spec.Containers[0].Ports) != 1 {
+		t.Errorf("the StatefulSet changed: %+v", o.Template)
 	}
 }
 
 // TestUnrelatedObjectsNeverReachTheWebhook counts the admission requests the guard serves:
 // the matchConditions of config/webhook keep unrelated objects away from it.
 func TestUnrelatedObjectsNeverReachTheWebhook(t *testing.T) {
-	ns := newNamespace(t, "e2e-unrelated", guarded)
+	ns := env.Namespace(t, "e2e-unrelated", guarded, nil)
 	ctx := context.Background()
 	before := webhookRequests(t)
 	labels := map[string]string{"app": "web"}
@@ -163,8 +164,8 @@ func TestUnrelatedObjectsNeverReachTheWebhook(t *testing.T) {
 // TestServerSideDryRun: --dry-run=server returns the secured objects and creates nothing.
 func TestServerSideDryRun(t *testing.T) {
 	t.Parallel()
-	ns := newNamespace(t, "e2e-dryrun", guarded)
-	out, _ := mustKubectl(t, "apply", "--dry-run=server", "-o", "yaml", "-f", manifest(t, filepath.Join(fixtureDir(t), "operator-3.5.0.yaml"), ns))
+	ns := env.Namespace(t, "e2e-dryrun", guarded, nil)
+	out, _ := env.MustKubectl(t, "apply", "--dry-run=server", "-o", "yaml", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
 	for _, want := range []string{"metrics-secure: true", "metrics-port: 8081", "name: tls-certificate", "name: metrics"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q", want)
@@ -188,13 +189,13 @@ func TestOptOutInvalidAndOldOperators(t *testing.T) {
 			return strings.Replace(doc, "metadata:\n", "metadata:\n  annotations:\n"+annotations, 1)
 		}
 	}
-	input := filepath.Join(fixtureDir(t), "operator-3.5.0.yaml")
+	input := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
 
 	t.Run("opted out", func(t *testing.T) {
-		ns := newNamespace(t, "e2e-optout", guarded)
-		mustKubectl(t, "apply", "-f", manifest(t, input, ns, annotate("    metrics-guard.eck.dev/secure: \"false\"\n")))
-		o := operatorIn(t, ns)
-		if _, findings := compliance.Operator(o.op, o.template, o.cm); len(findings) == 0 {
+		ns := env.Namespace(t, "e2e-optout", guarded, nil)
+		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, input, ns, annotate("    metrics-guard.eck.dev/secure: \"false\"\n")))
+		o := env.Operator(t, ns)
+		if _, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap); len(findings) == 0 {
 			t.Error("an operator that opted out was secured")
 		}
 	})
@@ -205,21 +206,21 @@ func TestOptOutInvalidAndOldOperators(t *testing.T) {
 		"secure":            {"    metrics-guard.eck.dev/secure: \"yes\"\n", `metadata.annotations[metrics-guard.eck.dev/secure]: Unsupported value: "yes"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ns := newNamespace(t, "e2e-invalid", guarded)
-			_, stderr, err := kubectl(t, "apply", "-f", manifest(t, input, ns, annotate(tc.annotations)))
+			ns := env.Namespace(t, "e2e-invalid", guarded, nil)
+			_, stderr, err := env.Kubectl(t, "apply", "-f", framework.Manifest(t, input, ns, annotate(tc.annotations)))
 			if err == nil || !strings.Contains(stderr, tc.want) {
 				t.Errorf("kubectl apply: err %v, stderr:\n%s\nwant it to say %q", err, stderr, tc.want)
 			}
 		})
 	}
 	t.Run("older than 2.16", func(t *testing.T) {
-		ns := newNamespace(t, "e2e-old", guarded)
-		_, stderr := mustKubectl(t, "apply", "-f", manifest(t, filepath.Join(fixtureDir(t), "operator-2.14.0.yaml"), ns))
+		ns := env.Namespace(t, "e2e-old", guarded, nil)
+		_, stderr := env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-2.14.0.yaml"), ns))
 		if !strings.Contains(stderr, "Warning:") || !strings.Contains(stderr, "2.14.0 ignores metrics-secure") {
 			t.Errorf("no warning about the old operator:\n%s", stderr)
 		}
-		o := operatorIn(t, ns)
-		if _, ok := o.template.Annotations[meta.AnnotationMetricsHash]; ok || strings.Contains(o.cm.Data["eck.yaml"], "metrics-secure") {
+		o := env.Operator(t, ns)
+		if _, ok := o.Template.Annotations[meta.AnnotationMetricsHash]; ok || strings.Contains(o.ConfigMap.Data["eck.yaml"], "metrics-secure") {
 			t.Error("a 2.14.0 operator was changed")
 		}
 	})

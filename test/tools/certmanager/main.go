@@ -53,6 +53,9 @@ import (
 	_ "github.com/cert-manager/cert-manager/pkg/issuer/selfsigned"
 )
 
+// readyMessage is logged once the informers of every controller have synced.
+const readyMessage = "cert-manager controllers ready"
+
 // controllers are the names of the cert-manager controllers run; their packages, imported
 // above, register them with pkg/controller in init().
 var controllers = []string{
@@ -162,29 +165,49 @@ func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) er
 		ctrls = append(ctrls, named{name, ctrl})
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrls))
 	for i, c := range ctrls {
 		wg.Go(func() {
 			log.Info("starting controller", "controller", c.name)
-			if err := c.ctrl.Run(workers, ctx); err != nil {
+			// A controller stopped before its informers synced returns an error: that is only
+			// one when the runner was not being stopped.
+			if err := c.ctrl.Run(workers, runCtx); err != nil && ctx.Err() == nil {
 				errs[i] = fmt.Errorf("controller %q: %w", c.name, err)
 				cancel() // one failing controller stops them all
 			}
 		})
 	}
 
-	shared.SharedInformerFactory.Start(ctx.Done())
-	shared.KubeSharedInformerFactory.Start(ctx.Done())
-	shared.HTTP01ResourceMetadataInformersFactory.Start(ctx.Done())
+	shared.SharedInformerFactory.Start(runCtx.Done())
+	shared.KubeSharedInformerFactory.Start(runCtx.Done())
+	shared.HTTP01ResourceMetadataInformersFactory.Start(runCtx.Done())
+	synced := allSynced(shared.SharedInformerFactory.WaitForCacheSync(runCtx.Done())) &&
+		allSynced(shared.KubeSharedInformerFactory.WaitForCacheSync(runCtx.Done())) &&
+		allSynced(shared.HTTP01ResourceMetadataInformersFactory.WaitForCacheSync(runCtx.Done()))
+	if synced {
+		// test/e2e/framework.StartCertManager waits for this message.
+		log.Info(readyMessage, "controllers", len(ctrls))
+	}
 
-	<-ctx.Done()
+	<-runCtx.Done()
 	log.Info("shutting down")
 	wg.Wait()
 	shared.SharedInformerFactory.Shutdown()
 	shared.KubeSharedInformerFactory.Shutdown()
 	shared.HTTP01ResourceMetadataInformersFactory.Shutdown()
 	return errors.Join(errs...)
+}
+
+// allSynced reports whether every informer in the result of an informer factory's
+// WaitForCacheSync has synced.
+func allSynced[K comparable](synced map[K]bool) bool {
+	for _, ok := range synced {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

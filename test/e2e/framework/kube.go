@@ -1,4 +1,4 @@
-package e2e
+package framework
 
 import (
 	"bytes"
@@ -20,8 +20,12 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 )
 
-// fixtureDir holds the real ECK manifests (../shared/fixtures/eck beside the repository).
-func fixtureDir(t *testing.T) string {
+// FixtureDir holds the real ECK manifests (../shared/fixtures/eck beside the repository).
+func FixtureDir(t *testing.T) string {
+	repo, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(repo, "..", "shared", "fixtures", "eck")
 	if _, err := os.Stat(dir); err != nil {
 		// Only a clone without the project's shared/ directory lacks them; CI has them.
@@ -30,24 +34,25 @@ func fixtureDir(t *testing.T) string {
 	return dir
 }
 
-// newNamespace creates a namespace with the annotations, deleted when the test ends.
-func newNamespace(t *testing.T, prefix string, annotations map[string]string) string {
+// Namespace creates a namespace with the annotations and labels, deleted when the test
+// ends.
+func (e *Env) Namespace(t *testing.T, prefix string, annotations, labels map[string]string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Annotations: annotations}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Annotations: annotations, Labels: labels}}
+	if err := e.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
+	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), ns) })
 	return ns.Name
 }
 
-// manifest rewrites an ECK install manifest for namespace ns and keeps only its namespaced
+// Manifest rewrites an ECK install manifest for namespace ns and keeps only its namespaced
 // objects of built-in kinds: the cluster-scoped ones (RBAC, ECK's own webhook configuration)
 // do not matter to the webhook and would collide between tests, and a ServiceMonitor needs
 // the Prometheus Operator's CRDs. A field no Kubernetes API knows (custom-install.yaml keeps
 // one for the offline renderer) is dropped too: the API server would refuse it.
 // It returns the path of the result.
-func manifest(t *testing.T, path, ns string, edits ...func(string) string) string {
+func Manifest(t *testing.T, path, ns string, edits ...func(string) string) string {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -81,20 +86,20 @@ func manifest(t *testing.T, path, ns string, edits ...func(string) string) strin
 	return out
 }
 
-// kubectl runs the real kubectl against the test API server.
-func kubectl(t *testing.T, args ...string) (stdout, stderr string, err error) {
+// Kubectl runs the real kubectl against the test API server.
+func (e *Env) Kubectl(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(kubectlPath(t), append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
+	cmd := exec.Command(kubectlPath(t), append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	return out.String(), errOut.String(), err
 }
 
-// mustKubectl is kubectl that fails the test on error.
-func mustKubectl(t *testing.T, args ...string) (stdout, stderr string) {
+// MustKubectl is Kubectl that fails the test on error.
+func (e *Env) MustKubectl(t *testing.T, args ...string) (stdout, stderr string) {
 	t.Helper()
-	stdout, stderr, err := kubectl(t, args...)
+	stdout, stderr, err := e.Kubectl(t, args...)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
@@ -112,49 +117,50 @@ func kubectlPath(t *testing.T) string {
 	return p
 }
 
-// operatorIn returns the ECK operator workload of a namespace, with its ConfigMap.
-type operatorObjects struct {
-	op       *eck.Operator
-	template *corev1.PodTemplateSpec
-	object   client.Object
-	cm       *corev1.ConfigMap
+// Operator is an ECK operator workload as stored, with its ConfigMap.
+type Operator struct {
+	Op        *eck.Operator
+	Template  *corev1.PodTemplateSpec
+	Object    client.Object
+	ConfigMap *corev1.ConfigMap
 }
 
-func operatorIn(t *testing.T, ns string) operatorObjects {
+// Operator returns the one ECK operator workload of a namespace.
+func (e *Env) Operator(t *testing.T, ns string) Operator {
 	t.Helper()
 	ctx := context.Background()
-	var found []operatorObjects
+	var found []Operator
 	var stsList appsv1.StatefulSetList
-	if err := env.Client.List(ctx, &stsList, client.InNamespace(ns)); err != nil {
+	if err := e.Client.List(ctx, &stsList, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range stsList.Items {
 		if op, ok := eck.FromStatefulSet(&stsList.Items[i]); ok {
-			found = append(found, operatorObjects{op: op, template: &stsList.Items[i].Spec.Template, object: &stsList.Items[i]})
+			found = append(found, Operator{Op: op, Template: &stsList.Items[i].Spec.Template, Object: &stsList.Items[i]})
 		}
 	}
 	var deployments appsv1.DeploymentList
-	if err := env.Client.List(ctx, &deployments, client.InNamespace(ns)); err != nil {
+	if err := e.Client.List(ctx, &deployments, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range deployments.Items {
 		if op, ok := eck.FromDeployment(&deployments.Items[i]); ok {
-			found = append(found, operatorObjects{op: op, template: &deployments.Items[i].Spec.Template, object: &deployments.Items[i]})
+			found = append(found, Operator{Op: op, Template: &deployments.Items[i].Spec.Template, Object: &deployments.Items[i]})
 		}
 	}
 	if len(found) != 1 {
 		t.Fatalf("%d ECK operators in %s, want 1", len(found), ns)
 	}
 	o := found[0]
-	o.cm = &corev1.ConfigMap{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.op.ConfigMapName}, o.cm); err != nil {
+	o.ConfigMap = &corev1.ConfigMap{}
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.Op.ConfigMapName}, o.ConfigMap); err != nil {
 		t.Fatal(err)
 	}
 	return o
 }
 
-// eventually polls cond every 100ms for up to 30s.
-func eventually(t *testing.T, what string, cond func() (bool, error)) {
+// Eventually polls cond every 100ms for up to 30s.
+func Eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return cond()

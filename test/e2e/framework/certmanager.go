@@ -1,0 +1,151 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// certManagerModule is the Go module of cert-manager, pinned in test/tools/certmanager/go.mod.
+const certManagerModule = "github.com/cert-manager/cert-manager"
+
+// certManagerReadyMessage is logged by cert-manager-controller once its informers have synced
+// (test/tools/certmanager/main.go, readyMessage).
+const certManagerReadyMessage = "cert-manager controllers ready"
+
+// CertManagerCRDs is the directory of cert-manager's CustomResourceDefinitions, from the
+// cert-manager module pinned in test/tools/certmanager/go.mod (downloaded into the Go module
+// cache on first use). Install them with Options.CRDDirectoryPaths before StartCertManager.
+func CertManagerCRDs() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, "test", "tools", "certmanager")
+	goCmd := func(args ...string) (string, error) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("go %s in %s: %w: %s", strings.Join(args, " "), dir, err, strings.TrimSpace(stderr.String()))
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	modDir, err := goCmd("list", "-m", "-f", "{{.Dir}}", certManagerModule)
+	if err == nil && modDir == "" { // not in the module cache yet
+		if _, err = goCmd("mod", "download", certManagerModule); err == nil {
+			modDir, err = goCmd("list", "-m", "-f", "{{.Dir}}", certManagerModule)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	crds := filepath.Join(modDir, "deploy", "crds")
+	if _, err := os.Stat(crds); err != nil {
+		return "", fmt.Errorf("cert-manager CRDs: %w", err)
+	}
+	return crds, nil
+}
+
+// StartCertManager runs cert-manager's own controllers (SelfSigned and CA issuers; see
+// test/tools/certmanager) against the control plane, as cert-manager-controller from e.BinDir
+// (<repo>/bin unless $KUBEBUILDER_ASSETS says otherwise; built by `make cert-manager`). The
+// cert-manager CRDs must already be installed (Options.CRDDirectoryPaths: CertManagerCRDs()).
+// ClusterIssuers read their Secrets from the namespace cert-manager.
+//
+// It returns once the controllers' informers have synced, or fails when ctx ends first. The
+// process logs to cert-manager-controller.log in e.Dir. stop sends SIGTERM and waits (SIGKILL
+// after 10s); it returns an error, with the tail of the log, if the process exited on its own.
+// e.Stop also calls stop, before it stops the control plane, so calling stop is only needed
+// to stop cert-manager earlier or to check its error; only the first call reports it.
+func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error) {
+	path := filepath.Join(e.BinDir, "cert-manager-controller")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("run `make cert-manager` first: %s not found", path)
+	}
+	logFile, err := e.createLog("cert-manager-controller.log")
+	if err != nil {
+		return nil, err
+	}
+	logPath := logFile.Name()
+	args := []string{
+		"--kubeconfig=" + e.Kubeconfig,
+		"--cluster-resource-namespace=cert-manager",
+		"--leader-elect=false",
+		"--v=2",
+	}
+	fmt.Fprintf(logFile, "+ %s %s\n", path, strings.Join(args, " "))
+	cmd := exec.Command(path, args...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	setParentDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting cert-manager-controller: %w", err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+
+	var once sync.Once
+	stop = func() error {
+		var err error
+		once.Do(func() {
+			select {
+			case <-exited:
+				err = fmt.Errorf("cert-manager-controller exited while the test ran: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
+				return
+			default:
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+				if waitErr != nil {
+					err = fmt.Errorf("cert-manager-controller did not stop cleanly: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
+				}
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+				err = fmt.Errorf("cert-manager-controller did not stop within 10s of SIGTERM; last lines of %s:\n%s", logPath, tail(logPath, 30))
+			}
+		})
+		return err
+	}
+
+	// Wait for the ready message in the log.
+	for {
+		data, err := os.ReadFile(logPath)
+		if err != nil {
+			_ = stop()
+			return nil, err
+		}
+		if strings.Contains(string(data), certManagerReadyMessage) {
+			break
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("cert-manager-controller exited before it was ready: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
+		case <-ctx.Done():
+			_ = stop()
+			return nil, fmt.Errorf("cert-manager-controller not ready: %w; last lines of %s:\n%s", ctx.Err(), logPath, tail(logPath, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	// Stopped by e.Stop before the control plane; returns nil if stop was called already.
+	e.Go(func(ctx context.Context) error {
+		<-ctx.Done()
+		return stop()
+	})
+	return stop, nil
+}

@@ -1,0 +1,233 @@
+package framework_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
+)
+
+// TestCertManager runs cert-manager's real controllers and issues certificates the way the
+// guard's Certificates are issued in a cluster: a SelfSigned ClusterIssuer makes a CA, whose
+// key pair backs a CA ClusterIssuer (Secret in the cluster resource namespace, cert-manager)
+// and a CA Issuer (Secret in the namespace); both issue leaf certificates for a Service name.
+func TestCertManager(t *testing.T) {
+	crds, err := framework.CertManagerCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmapi.SchemeBuilder.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := framework.Start(t, framework.Options{CRDDirectoryPaths: []string{crds}, Scheme: scheme})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	stop, err := framework.StartCertManager(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cert-manager controllers ready after %s", time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() { // framework.Start dumps the control-plane logs only
+			if log, err := os.ReadFile(filepath.Join(env.Dir, "cert-manager-controller.log")); err == nil {
+				lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+				t.Logf("=== last 80 lines of cert-manager-controller.log ===\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+			}
+		}
+	})
+	c := env.Client
+
+	for _, name := range []string{"cert-manager", "ns"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The roots: a SelfSigned ClusterIssuer, and CA certificates it issues into the cluster
+	// resource namespace and into the test namespace.
+	cmCreate(ctx, t, c, &cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "selfsigned"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}},
+	})
+	for _, ns := range []string{"cert-manager", "ns"} {
+		cmCreate(ctx, t, c, &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root-ca"},
+			Spec: cmapi.CertificateSpec{
+				IsCA:       true,
+				CommonName: "e2e root CA (" + ns + ")",
+				SecretName: "root-ca",
+				PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+				IssuerRef:  cmmeta.IssuerReference{Kind: cmapi.ClusterIssuerKind, Name: "selfsigned"},
+			},
+		})
+	}
+	cmCreate(ctx, t, c, &cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "ca"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "root-ca"}}},
+	})
+	cmCreate(ctx, t, c, &cmapi.Issuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca"},
+		Spec:       cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "root-ca"}}},
+	})
+
+	for _, kind := range []string{cmapi.ClusterIssuerKind, cmapi.IssuerKind} {
+		t.Run(kind, func(t *testing.T) {
+			name := "svc-" + map[string]string{cmapi.ClusterIssuerKind: "cluster", cmapi.IssuerKind: "ns"}[kind]
+			crt := &cmapi.Certificate{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+				Spec: cmapi.CertificateSpec{
+					DNSNames:   []string{"svc.ns.svc"},
+					SecretName: name + "-tls",
+					IssuerRef:  cmmeta.IssuerReference{Kind: kind, Name: "ca"},
+				},
+			}
+			created := time.Now()
+			cmCreate(ctx, t, c, crt)
+			cmWaitReady(ctx, t, c, crt, 30*time.Second)
+			t.Logf("leaf Certificate Ready %s after its creation", time.Since(created).Round(time.Millisecond))
+			first := cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc")
+
+			// cert-manager issues the certificate again when its Secret goes away.
+			deleted := time.Now()
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: crt.Spec.SecretName}}
+			if err := c.Delete(ctx, secret); err != nil {
+				t.Fatal(err)
+			}
+			cmPoll(ctx, t, 30*time.Second, "the Secret "+crt.Spec.SecretName+" re-issued", func() (bool, error) {
+				var s corev1.Secret
+				err := c.Get(ctx, client.ObjectKeyFromObject(secret), &s)
+				if apierrors.IsNotFound(err) {
+					return false, nil
+				}
+				return err == nil && s.UID != first.secretUID && len(s.Data[corev1.TLSCertKey]) > 0, err
+			})
+			cmWaitReady(ctx, t, c, crt, 30*time.Second)
+			second := cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc")
+			if second.serial == first.serial {
+				t.Errorf("re-issued certificate has the serial number of the first one (%s)", first.serial)
+			}
+			t.Logf("re-issued %s after the Secret was deleted", time.Since(deleted).Round(time.Millisecond))
+		})
+	}
+}
+
+func cmCreate(ctx context.Context, t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(ctx, obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, client.ObjectKeyFromObject(obj), err)
+	}
+}
+
+// cmPoll polls cond every 50ms for up to timeout.
+func cmPoll(ctx context.Context, t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return cond()
+	}); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// cmWaitReady waits for the Ready condition of crt, for its current generation.
+func cmWaitReady(ctx context.Context, t *testing.T, c client.Client, crt *cmapi.Certificate, timeout time.Duration) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		var got cmapi.Certificate
+		if err := c.Get(ctx, client.ObjectKeyFromObject(crt), &got); err != nil {
+			return false, err
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == cmapi.CertificateConditionReady {
+				last = fmt.Sprintf("%s: %s", cond.Reason, cond.Message)
+				return cond.Status == cmmeta.ConditionTrue && cond.ObservedGeneration == got.Generation, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("Certificate %s not Ready within %s (last Ready condition: %q): %v", client.ObjectKeyFromObject(crt), timeout, last, err)
+	}
+}
+
+type cmIssued struct {
+	secretUID types.UID
+	serial    string
+}
+
+// cmVerifySecret checks the Secret of a certificate: tls.crt, tls.key and ca.crt present, the
+// key pair matches, and the certificate verifies against ca.crt as a server certificate for
+// dnsName.
+func cmVerifySecret(ctx context.Context, t *testing.T, c client.Client, ns, name, dnsName string) cmIssued {
+	t.Helper()
+	var s corev1.Secret
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey, "ca.crt"} {
+		if len(s.Data[key]) == 0 {
+			t.Fatalf("Secret %s/%s has no %s (keys: %v)", ns, name, key, cmKeys(s.Data))
+		}
+	}
+	pair, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		t.Fatalf("Secret %s/%s: tls.crt and tls.key: %v", ns, name, err)
+	}
+	leaf := pair.Leaf
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(s.Data["ca.crt"]) {
+		t.Fatalf("Secret %s/%s: no certificate in ca.crt", ns, name)
+	}
+	if leaf.IsCA {
+		t.Errorf("Secret %s/%s: the leaf certificate is a CA", ns, name)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		DNSName:   dnsName,
+		Roots:     roots,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		t.Fatalf("Secret %s/%s: tls.crt does not verify against ca.crt for %s: %v", ns, name, dnsName, err)
+	}
+	if block, _ := pem.Decode(s.Data["ca.crt"]); block != nil {
+		if ca, err := x509.ParseCertificate(block.Bytes); err == nil && ca.Equal(leaf) {
+			t.Errorf("Secret %s/%s: ca.crt is the leaf itself", ns, name)
+		}
+	}
+	return cmIssued{secretUID: s.UID, serial: leaf.SerialNumber.String()}
+}
+
+func cmKeys(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
