@@ -7,6 +7,11 @@ GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X github.com/eck-metrics-guard/eck-m
 
 export KUBEBUILDER_ASSETS ?= $(LOCALBIN)
 
+# The pinned tools and the test control plane; included first, so that the rules below can
+# name their binaries as prerequisites. Their help sections come last.
+include test/tools/controlplane.mk
+include test/tools/certmanager.mk
+
 .PHONY: all
 all: build
 
@@ -68,6 +73,3 @@ build: ## Build bin/eck-metrics-guard (static).
 .PHONY: run
 run: ## Run the webhook server against $KUBECONFIG (certificates in WEBHOOK_CERT_DIR).
 	go run ./cmd/eck-metrics-guard webhook --webhook-cert-dir=$(or $(WEBHOOK_CERT_DIR),/tmp/k8s-webhook-server/serving-certs) --zap-devel
-
-include test/tools/controlplane.mk
-include test/tools/certmanager.mk

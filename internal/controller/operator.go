@@ -8,6 +8,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -50,9 +51,11 @@ type Options struct {
 	ServiceMonitor bool
 }
 
-// OperatorReconciler brings one ECK operator StatefulSet, its ConfigMap and its companion
-// objects to the end state. Its permissions are in rbac.go.
+// OperatorReconciler brings one ECK operator workload (a StatefulSet, or an OLM install's
+// Deployment: Kind says which), its ConfigMap and its companion objects to the end state. Its permissions are in rbac.go.
 type OperatorReconciler struct {
+	// Kind is "StatefulSet" or "Deployment".
+	Kind   string
 	Client client.Client
 	// APIReader reads what is not cached: the one TLS Secret of an operator, by metadata.
 	APIReader client.Reader
@@ -66,12 +69,12 @@ var (
 	serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
 )
 
-// SetupWithManager registers the controller: StatefulSets are its primary objects; changes
-// to Namespaces (opt-in), ConfigMaps (drift) and the Services it labels bring it back.
+// SetupWithManager registers the controller: workloads of Kind are its primary objects;
+// changes to Namespaces (opt-in) and ConfigMaps (drift) bring it back to them.
 func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("eck-operator").
-		For(&appsv1.StatefulSet{}).
+		Named("eck-operator-"+strings.ToLower(r.Kind)).
+		For(r.newObject()).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
 		Complete(r)
@@ -96,7 +99,7 @@ func (r *OperatorReconciler) operatorsInNamespace(ctx context.Context, obj clien
 	}
 	var reqs []reconcile.Request
 	for _, w := range workloads {
-		if w.Operator.Kind != "StatefulSet" {
+		if w.Operator.Kind != r.Kind {
 			continue
 		}
 		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name != w.Operator.ConfigMapName {
@@ -110,18 +113,18 @@ func (r *OperatorReconciler) operatorsInNamespace(ctx context.Context, obj clien
 // Reconcile implements reconcile.Reconciler.
 func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	log := logf.FromContext(ctx)
-	sts := &appsv1.StatefulSet{}
+	sts := r.newObject()
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
 		if apierrors.IsNotFound(err) {
 			return reconcile.Result{}, r.deleteBindings(ctx, req.Namespace, req.Name)
 		}
 		return reconcile.Result{}, err
 	}
-	op, ok := eck.FromStatefulSet(sts)
-	if !ok || !sts.DeletionTimestamp.IsZero() {
+	op, tmpl, ok := recognise(sts)
+	if !ok || !sts.GetDeletionTimestamp().IsZero() {
 		return reconcile.Result{}, nil
 	}
-	in, err := cluster.Input(ctx, r.Lookup, sts.Namespace, cluster.Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations}, r.Options.Defaults)
+	in, err := cluster.Input(ctx, r.Lookup, sts.GetNamespace(), cluster.Workload{Operator: op, Template: tmpl, Annotations: sts.GetAnnotations()}, r.Options.Defaults)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -165,7 +168,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 
 	// The pod template last: the Secret volume is not optional, so the pod waits for the
 	// Secret, and ECK reads the certificate only when it starts.
-	waiting, err := r.secretMissing(ctx, sts.Namespace, plan.SecretName)
+	waiting, err := r.secretMissing(ctx, sts.GetNamespace(), plan.SecretName)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -173,7 +176,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if waiting {
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
-	if err := r.healStatefulSet(ctx, sts, op, plan, status); err != nil {
+	if err := r.healWorkload(ctx, sts, op, plan, status); err != nil {
 		return reconcile.Result{}, err
 	}
 	if waiting {
@@ -185,16 +188,22 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return reconcile.Result{}, nil
 }
 
-// healStatefulSet applies the plan to the stored pod template (what the webhook would have
+// healWorkload applies the plan to the stored pod template (what the webhook would have
 // done) and records the status annotation, with a JSON patch of exactly those changes.
-func (r *OperatorReconciler) healStatefulSet(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, plan *policy.Plan, status string) error {
-	before := sts.DeepCopy()
-	healed := mutate.PodTemplate(&sts.Spec.Template, op, plan)
-	if sts.Annotations[keys.AnnotationStatus] != status {
-		metav1.SetMetaDataAnnotation(&sts.ObjectMeta, keys.AnnotationStatus, status)
+func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan, status string) error {
+	before := sts.DeepCopyObject().(client.Object)
+	_, tmpl, _ := recognise(sts)
+	healed := mutate.PodTemplate(tmpl, op, plan)
+	if sts.GetAnnotations()[keys.AnnotationStatus] != status {
+		annotations := sts.GetAnnotations()
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[keys.AnnotationStatus] = status
+		sts.SetAnnotations(annotations)
 	}
 	if err := r.patch(ctx, before, sts); err != nil {
-		return fmt.Errorf("failed to patch StatefulSet %s/%s: %w", sts.Namespace, sts.Name, err)
+		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, sts.GetNamespace(), sts.GetName(), err)
 	}
 	if healed {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication (Secret %q)", plan.Port, plan.SecretName)
@@ -202,7 +211,7 @@ func (r *OperatorReconciler) healStatefulSet(ctx context.Context, sts *appsv1.St
 	return nil
 }
 
-func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, cm *corev1.ConfigMap, plan *policy.Plan) error {
+func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Object, op *eck.Operator, cm *corev1.ConfigMap, plan *policy.Plan) error {
 	if cm == nil {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "ConfigMapMissing", "Reconcile", "ConfigMap %s with %s not found", op.ConfigMapName, op.ConfigKey)
 		return nil
@@ -229,9 +238,9 @@ func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts *appsv1.Stat
 }
 
 // ensureService labels the operator's metrics Service, or creates one when it has none.
-func (r *OperatorReconciler) ensureService(ctx context.Context, sts *appsv1.StatefulSet, op *eck.Operator, plan *policy.Plan) (*corev1.Service, error) {
+func (r *OperatorReconciler) ensureService(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan) (*corev1.Service, error) {
 	var services corev1.ServiceList
-	if err := r.Client.List(ctx, &services, client.InNamespace(sts.Namespace)); err != nil {
+	if err := r.Client.List(ctx, &services, client.InNamespace(sts.GetNamespace())); err != nil {
 		return nil, err
 	}
 	for i := range services.Items {
@@ -251,8 +260,8 @@ func (r *OperatorReconciler) ensureService(ctx context.Context, sts *appsv1.Stat
 	return svc, r.apply(ctx, sts, svc, true)
 }
 
-// apply writes a companion with server-side apply; owned ones go with the StatefulSet.
-func (r *OperatorReconciler) apply(ctx context.Context, sts *appsv1.StatefulSet, obj client.Object, owned bool) error {
+// apply writes a companion with server-side apply; owned ones go with the workload.
+func (r *OperatorReconciler) apply(ctx context.Context, sts client.Object, obj client.Object, owned bool) error {
 	if owned {
 		if err := controllerutil.SetControllerReference(sts, obj, r.Client.Scheme()); err != nil {
 			return err
@@ -270,7 +279,7 @@ func (r *OperatorReconciler) apply(ctx context.Context, sts *appsv1.StatefulSet,
 
 // applyIfServed applies a companion whose API may not be installed (cert-manager,
 // Prometheus Operator): discovered, not assumed.
-func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts *appsv1.StatefulSet, obj client.Object, gvk schema.GroupVersionKind) error {
+func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts client.Object, obj client.Object, gvk schema.GroupVersionKind) error {
 	if _, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 		if meta.IsNoMatchError(err) {
 			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "APINotInstalled", "Reconcile", "%s is not served: %s %s not created", gvk.GroupVersion(), gvk.Kind, obj.GetName())
@@ -316,4 +325,24 @@ func (r *OperatorReconciler) deleteBindings(ctx context.Context, namespace, name
 		keys.LabelManagedBy: keys.ManagedByValue, keys.LabelOperator: name, keys.LabelOperatorNamespace: namespace,
 	})
 	return client.IgnoreNotFound(err)
+}
+
+func (r *OperatorReconciler) newObject() client.Object {
+	if r.Kind == "Deployment" {
+		return &appsv1.Deployment{}
+	}
+	return &appsv1.StatefulSet{}
+}
+
+// recognise reads an ECK operator and its pod template from a StatefulSet or Deployment.
+func recognise(obj client.Object) (*eck.Operator, *corev1.PodTemplateSpec, bool) {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		op, ok := eck.FromStatefulSet(o)
+		return op, &o.Spec.Template, ok
+	case *appsv1.Deployment:
+		op, ok := eck.FromDeployment(o)
+		return op, &o.Spec.Template, ok
+	}
+	return nil, nil, false
 }

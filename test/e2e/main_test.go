@@ -63,39 +63,14 @@ func run(m *testing.M) int {
 		}
 	}()
 
-	if err := startGuard(); err != nil {
+	if err := env.StartGuard(func(o *app.ServerOptions) {
+		o.Controller.Enabled = false // this suite tests the webhook alone
+	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code = m.Run()
 	return code
-}
-
-// startGuard runs the eck-metrics-guard server, as `eck-metrics-guard webhook` would, with
-// the serving certificate envtest made for the webhook configuration.
-func startGuard() error {
-	wh := env.Environment.WebhookInstallOptions
-	o := &app.ServerOptions{}
-	o.Webhook.Host, o.Webhook.Port, o.Webhook.CertDir = wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir
-	o.Metrics.BindAddress = "0"
-	o.Health.BindAddress = "0"
-	mgr, err := app.NewManagerFor(env.Config, o)
-	if err != nil {
-		return err
-	}
-	env.Go(mgr.Start)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("the guard's cache did not sync")
-	}
-	for ctx.Err() == nil {
-		if mgr.GetWebhookServer().StartedChecker()(nil) == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("the guard's webhook server did not start")
 }
 
 // logOutput is where the guard logs: nowhere, unless E2E_DEBUG is set.

@@ -164,8 +164,12 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("failed to set up the cache for %T: %w", obj, err)
 		}
 	}
-	if o.Controller.Enabled {
+	for _, kind := range []string{"StatefulSet", "Deployment"} {
+		if !o.Controller.Enabled {
+			break
+		}
 		r := &controller.OperatorReconciler{
+			Kind:      kind,
 			Client:    mgr.GetClient(),
 			APIReader: mgr.GetAPIReader(),
 			Lookup:    lookup,

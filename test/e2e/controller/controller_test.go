@@ -13,7 +13,6 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,8 +26,6 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
-
-func pflagSet() *pflag.FlagSet { return pflag.NewFlagSet("eck-metrics-guard", pflag.ContinueOnError) }
 
 // caIssuer makes, in ns, the chain a platform team would: a SelfSigned Issuer, a CA
 // Certificate from it, and a CA Issuer named "e2e-ca" that signs with that CA.
@@ -169,26 +166,43 @@ func TestWaitingForCertificate(t *testing.T) {
 }
 
 // TestRetrofit: operators that existed before their namespace opted in are secured by the
-// controller, without waiting for anyone to write them.
+// controller, without waiting for anyone to write them: a Helm-installed StatefulSet, and an
+// OLM-style Deployment whose existing metrics Service is labelled.
 func TestRetrofit(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	ns := env.Namespace(t, "e2e-retrofit", nil, nil)
-	caIssuer(t, ns)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "helm-3.5.0-default.yaml"), ns))
-	o := env.Operator(t, ns)
-	if _, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap); len(findings) == 0 {
-		t.Fatal("secured before the namespace opted in")
+	for name, path := range map[string]string{
+		"helm StatefulSet": filepath.Join(framework.FixtureDir(t), "helm-3.5.0-default.yaml"),
+		"olm Deployment":   filepath.Join(repo, "test", "testdata", "inject", "olm-deployment.yaml"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			ns := env.Namespace(t, "e2e-retrofit", nil, nil)
+			caIssuer(t, ns)
+			env.MustKubectl(t, "apply", "-f", framework.Manifest(t, path, ns))
+			o := env.Operator(t, ns)
+			if _, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap); len(findings) == 0 {
+				t.Fatal("secured before the namespace opted in")
+			}
+			nsObj := &corev1.Namespace{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+				t.Fatal(err)
+			}
+			nsObj.Annotations = guarded
+			if err := env.Client.Update(ctx, nsObj); err != nil {
+				t.Fatal(err)
+			}
+			eventuallyCompliant(t, ns)
+			o = env.Operator(t, ns)
+			port, _ := compliance.Operator(o.Op, o.Template, o.ConfigMap)
+			var services corev1.ServiceList
+			if err := env.Client.List(ctx, &services, client.InNamespace(ns)); err != nil {
+				t.Fatal(err)
+			}
+			if findings := compliance.Service(o.Op, port, services.Items); len(findings) > 0 {
+				t.Errorf("metrics Service: %v", findings)
+			}
+		})
 	}
-	nsObj := &corev1.Namespace{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Annotations = guarded
-	if err := env.Client.Update(ctx, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	eventuallyCompliant(t, ns)
 }
 
 // TestHeal: objects the webhook never saw (its namespace is excluded from it, as during an

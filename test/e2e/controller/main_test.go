@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -96,41 +95,10 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "stopping cert-manager:", err)
 		}
 	}()
-	if err := startGuard(); err != nil {
+	if err := env.StartGuard(nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code = m.Run()
 	return code
-}
-
-// startGuard runs `eck-metrics-guard webhook` with its defaults: webhook and controller.
-func startGuard() error {
-	wh := env.Environment.WebhookInstallOptions
-	o := &app.ServerOptions{}
-	fs := pflagSet()
-	o.AddFlags(fs)
-	if err := fs.Parse(nil); err != nil {
-		return err
-	}
-	o.Webhook.Host, o.Webhook.Port, o.Webhook.CertDir = wh.LocalServingHost, wh.LocalServingPort, wh.LocalServingCertDir
-	o.Metrics.BindAddress = "0"
-	o.Health.BindAddress = "0"
-	mgr, err := app.NewManagerFor(env.Config, o)
-	if err != nil {
-		return err
-	}
-	env.Go(mgr.Start)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("the guard's cache did not sync")
-	}
-	for ctx.Err() == nil {
-		if mgr.GetWebhookServer().StartedChecker()(nil) == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("the guard's webhook server did not start")
 }
