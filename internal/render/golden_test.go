@@ -252,3 +252,17 @@ func unifiedDiff(t *testing.T, a, b []byte) []byte {
 	}
 	return []byte(d)
 }
+
+// BenchmarkInject secures a whole Elastic operator.yaml (the CLI's unit of work).
+func BenchmarkInject(b *testing.B) {
+	input, err := os.ReadFile(filepath.Join(ownInputs, "custom-install.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Inject("in.yaml", input, goldenOptions); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

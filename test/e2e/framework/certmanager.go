@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // certManagerModule is the Go module of cert-manager, pinned in test/tools/certmanager/go.mod.
@@ -148,4 +157,59 @@ func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error
 		return stop()
 	})
 	return stop, nil
+}
+
+// RenewCertificate asks cert-manager to issue a Certificate again now, as `cmctl renew` does:
+// it sets the Issuing condition. (Deleting the Secret is not a renewal: cert-manager may
+// restore the Secret from the certificate it issued last.)
+func RenewCertificate(ctx context.Context, c client.Client, namespace, name string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		crt := &cmapi.Certificate{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, crt); err != nil {
+			return err
+		}
+		issuing := cmapi.CertificateCondition{
+			Type:               cmapi.CertificateConditionIssuing,
+			Status:             cmmeta.ConditionTrue,
+			Reason:             "ManuallyTriggered",
+			Message:            "renewal requested by the end-to-end tests",
+			LastTransitionTime: &metav1.Time{Time: time.Now()},
+		}
+		conditions := []cmapi.CertificateCondition{issuing}
+		for _, cond := range crt.Status.Conditions {
+			if cond.Type != cmapi.CertificateConditionIssuing {
+				conditions = append(conditions, cond)
+			}
+		}
+		crt.Status.Conditions = conditions
+		return c.Status().Update(ctx, crt)
+	})
+}
+
+// ReissueCertificate renews a Certificate and waits until its Secret holds a certificate
+// other than old (tls.crt as PEM). It asks again whenever cert-manager ends an issuance that
+// reused the old certificate, as it does right after restoring a deleted Secret.
+func ReissueCertificate(ctx context.Context, c client.Client, namespace, name string, old []byte) (*corev1.Secret, error) {
+	var secret *corev1.Secret
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		crt := &cmapi.Certificate{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, crt); err != nil {
+			return false, err
+		}
+		s := &corev1.Secret{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: crt.Spec.SecretName}, s); client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+		if len(s.Data[corev1.TLSCertKey]) > 0 && !bytes.Equal(s.Data[corev1.TLSCertKey], old) {
+			secret = s
+			return true, nil
+		}
+		for _, cond := range crt.Status.Conditions {
+			if cond.Type == cmapi.CertificateConditionIssuing && cond.Status == cmmeta.ConditionTrue {
+				return false, nil // an issuance is under way
+			}
+		}
+		return false, RenewCertificate(ctx, c, namespace, name)
+	})
+	return secret, err
 }

@@ -115,13 +115,14 @@ func TestCertManager(t *testing.T) {
 			t.Logf("leaf Certificate Ready %s after its creation", time.Since(created).Round(time.Millisecond))
 			first := cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc")
 
-			// cert-manager issues the certificate again when its Secret goes away.
+			// cert-manager restores a deleted Secret (possibly with the certificate it issued
+			// last), and issues a new certificate when asked to renew.
 			deleted := time.Now()
 			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: crt.Spec.SecretName}}
 			if err := c.Delete(ctx, secret); err != nil {
 				t.Fatal(err)
 			}
-			cmPoll(ctx, t, 30*time.Second, "the Secret "+crt.Spec.SecretName+" re-issued", func() (bool, error) {
+			cmPoll(ctx, t, 30*time.Second, "the Secret "+crt.Spec.SecretName+" restored", func() (bool, error) {
 				var s corev1.Secret
 				err := c.Get(ctx, client.ObjectKeyFromObject(secret), &s)
 				if apierrors.IsNotFound(err) {
@@ -130,11 +131,19 @@ func TestCertManager(t *testing.T) {
 				return err == nil && s.UID != first.secretUID && len(s.Data[corev1.TLSCertKey]) > 0, err
 			})
 			cmWaitReady(ctx, t, c, crt, 30*time.Second)
-			second := cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc")
-			if second.serial == first.serial {
-				t.Errorf("re-issued certificate has the serial number of the first one (%s)", first.serial)
+			cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc")
+			t.Logf("restored %s after the Secret was deleted", time.Since(deleted).Round(time.Millisecond))
+
+			before := &corev1.Secret{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(secret), before); err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("re-issued %s after the Secret was deleted", time.Since(deleted).Round(time.Millisecond))
+			if _, err := framework.ReissueCertificate(ctx, c, "ns", crt.Name, before.Data[corev1.TLSCertKey]); err != nil {
+				t.Fatalf("renewing: %v", err)
+			}
+			if second := cmVerifySecret(ctx, t, c, "ns", crt.Spec.SecretName, "svc.ns.svc"); second.serial == first.serial {
+				t.Errorf("the renewed certificate has the first one's serial number (%s)", first.serial)
+			}
 		})
 	}
 }
