@@ -11,6 +11,7 @@ export KUBEBUILDER_ASSETS ?= $(LOCALBIN)
 # name their binaries as prerequisites. Their help sections come last.
 include test/tools/controlplane.mk
 include test/tools/certmanager.mk
+include test/tools/eck.mk
 
 .PHONY: all
 all: build
@@ -45,7 +46,7 @@ verify-manifests: manifests ## Fail if the generated files differ from what is c
 	@git diff --exit-code -- config/ || { echo "generated files are out of date: run make manifests and commit"; exit 1; }
 
 .PHONY: test
-test: controlplane cert-manager lint verify-manifests ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
+test: controlplane cert-manager eck-operator lint verify-manifests ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
 	go test -count=1 ./...
 
 .PHONY: test-unit

@@ -53,6 +53,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	eckCRDs, err := framework.ECKCRDs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -64,7 +69,7 @@ func run(m *testing.M) int {
 	defer cancel()
 	env, err = framework.New(ctx, framework.Options{
 		ControllerManager: true,
-		CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD},
+		CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD, eckCRDs},
 		Scheme:            scheme,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			Paths: []string{filepath.Join(repo, "config", "webhook")},
