@@ -120,7 +120,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 		return reconcile.Result{}, err
 	}
-	op, tmpl, ok := recognise(sts)
+	op, tmpl, ok := eck.FromObject(sts)
 	if !ok || !sts.GetDeletionTimestamp().IsZero() {
 		return reconcile.Result{}, nil
 	}
@@ -192,7 +192,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 // done) and records the status annotation, with a JSON patch of exactly those changes.
 func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan, status string) error {
 	before := sts.DeepCopyObject().(client.Object)
-	_, tmpl, _ := recognise(sts)
+	_, tmpl, _ := eck.FromObject(sts)
 	healed := mutate.PodTemplate(tmpl, op, plan)
 	if sts.GetAnnotations()[keys.AnnotationStatus] != status {
 		annotations := sts.GetAnnotations()
@@ -332,17 +332,4 @@ func (r *OperatorReconciler) newObject() client.Object {
 		return &appsv1.Deployment{}
 	}
 	return &appsv1.StatefulSet{}
-}
-
-// recognise reads an ECK operator and its pod template from a StatefulSet or Deployment.
-func recognise(obj client.Object) (*eck.Operator, *corev1.PodTemplateSpec, bool) {
-	switch o := obj.(type) {
-	case *appsv1.StatefulSet:
-		op, ok := eck.FromStatefulSet(o)
-		return op, &o.Spec.Template, ok
-	case *appsv1.Deployment:
-		op, ok := eck.FromDeployment(o)
-		return op, &o.Spec.Template, ok
-	}
-	return nil, nil, false
 }

@@ -254,3 +254,17 @@ func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
 	}
 	return "", false
 }
+
+// FromObject recognises an ECK operator in a StatefulSet or a Deployment and returns its
+// pod template too; ok is false for anything else.
+func FromObject(obj any) (op *Operator, template *corev1.PodTemplateSpec, ok bool) {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		op, ok = FromStatefulSet(o)
+		return op, &o.Spec.Template, ok
+	case *appsv1.Deployment:
+		op, ok = FromDeployment(o)
+		return op, &o.Spec.Template, ok
+	}
+	return nil, nil, false
+}

@@ -136,23 +136,13 @@ func (s *stream) find(kind, namespace, name string) *document {
 }
 
 func (d *document) operator() (*eck.Operator, bool) {
-	switch o := d.obj.(type) {
-	case *appsv1.StatefulSet:
-		return eck.FromStatefulSet(o)
-	case *appsv1.Deployment:
-		return eck.FromDeployment(o)
-	}
-	return nil, false
+	op, _, ok := eck.FromObject(d.obj)
+	return op, ok
 }
 
 func (d *document) template() *corev1.PodTemplateSpec {
-	switch o := d.obj.(type) {
-	case *appsv1.StatefulSet:
-		return &o.Spec.Template
-	case *appsv1.Deployment:
-		return &o.Spec.Template
-	}
-	return nil
+	_, tmpl, _ := eck.FromObject(d.obj)
+	return tmpl
 }
 
 // patchFrom records a change to d.obj (made since before) in the document's YAML tree.

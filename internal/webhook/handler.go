@@ -72,17 +72,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	if err := decode(req, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	var op *eck.Operator
-	var tmpl *corev1.PodTemplateSpec
-	var ok bool
-	switch o := obj.(type) {
-	case *appsv1.StatefulSet:
-		op, ok = eck.FromStatefulSet(o)
-		tmpl = &o.Spec.Template
-	case *appsv1.Deployment:
-		op, ok = eck.FromDeployment(o)
-		tmpl = &o.Spec.Template
-	}
+	op, tmpl, ok := eck.FromObject(obj)
 	if !ok {
 		return admission.Allowed("not an ECK operator")
 	}
