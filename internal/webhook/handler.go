@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -70,7 +69,7 @@ type workloadObject interface {
 
 func (h *Handler) workload(ctx context.Context, req admission.Request, obj workloadObject) admission.Response {
 	if err := decode(req, obj); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+		return h.failOpen(ctx, err)
 	}
 	op, tmpl, ok := eck.FromObject(obj)
 	if !ok {
@@ -78,7 +77,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	}
 	in, err := h.input(ctx, req.Namespace, cluster.Workload{Operator: op, Template: tmpl, Annotations: obj.GetAnnotations()})
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return h.failOpen(ctx, err)
 	}
 	d := policy.Decide(in)
 	if resp, done := h.early(ctx, req, d); done {
@@ -86,18 +85,18 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	}
 	before := obj.DeepCopyObject()
 	mutate.PodTemplate(tmpl, op, d.Plan)
-	return h.patched(before, obj, d.Warnings)
+	return h.patched(ctx, before, obj, d.Warnings)
 }
 
 func (h *Handler) configMap(ctx context.Context, req admission.Request) admission.Response {
 	cm := &corev1.ConfigMap{}
 	if err := decode(req, cm); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+		return h.failOpen(ctx, err)
 	}
 	in := policy.Input{ConfigMap: cm, Defaults: h.Defaults}
 	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return h.failOpen(ctx, err)
 	}
 	var owner *cluster.Workload
 	for i := range workloads {
@@ -117,7 +116,7 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 		in.ConfigKey = key
 	}
 	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, req.Namespace); err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return h.failOpen(ctx, err)
 	}
 	d := policy.Decide(in)
 	if resp, done := h.early(ctx, req, d); done {
@@ -128,22 +127,22 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if _, err := mutate.ConfigMap(cm, key, d.Plan); err != nil {
 		return invalid(req, field.ErrorList{field.Invalid(field.NewPath("data").Key(key), "(eck.yaml)", err.Error())})
 	}
-	return h.patched(before, cm, d.Warnings)
+	return h.patched(ctx, before, cm, d.Warnings)
 }
 
 func (h *Handler) service(ctx context.Context, req admission.Request) admission.Response {
 	svc := &corev1.Service{}
 	if err := decode(req, svc); err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+		return h.failOpen(ctx, err)
 	}
 	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return h.failOpen(ctx, err)
 	}
 	for _, w := range workloads {
 		in, err := h.input(ctx, req.Namespace, w)
 		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
+			return h.failOpen(ctx, err)
 		}
 		d := policy.Decide(in)
 		if d.Plan == nil || !mutate.IsMetricsService(svc, w.Operator, d.Plan) {
@@ -151,13 +150,22 @@ func (h *Handler) service(ctx context.Context, req admission.Request) admission.
 		}
 		before := svc.DeepCopy()
 		mutate.Service(svc, w.Operator)
-		return h.patched(before, svc, nil)
+		return h.patched(ctx, before, svc, nil)
 	}
 	return admission.Allowed("not the metrics Service of a guarded ECK operator")
 }
 
 func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workload) (policy.Input, error) {
 	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
+}
+
+// failOpen admits a request the guard could not process (an undecodable object, a cache
+// read that failed) unchanged, with a warning: the guard must never block a cluster's
+// writes, and the controller secures the object later. Only settings that are invalid are
+// denied.
+func (h *Handler) failOpen(ctx context.Context, err error) admission.Response {
+	logf.FromContext(ctx).Error(err, "admitted unchanged")
+	return admission.Allowed("admitted unchanged").WithWarnings("eck-metrics-guard: admitted unchanged, the controller will secure it: " + err.Error())
 }
 
 // early answers requests that get no patch: denied, or left alone (with the reason).
@@ -175,10 +183,10 @@ func (h *Handler) early(ctx context.Context, req admission.Request, d policy.Dec
 }
 
 // patched answers with the operations that turn before into after.
-func (h *Handler) patched(before, after runtime.Object, warnings []string) admission.Response {
+func (h *Handler) patched(ctx context.Context, before, after runtime.Object, warnings []string) admission.Response {
 	ops, err := patch.Diff(before, after)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return h.failOpen(ctx, err)
 	}
 	if len(ops) == 0 {
 		return admission.Allowed("already secured").WithWarnings(warnings...)

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -245,4 +246,24 @@ func applyPatch(t *testing.T, raw string, ops []jsonpatch.JsonPatchOperation) st
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// brokenLookup fails every read, as a cache that is not synced would.
+type brokenLookup struct{ fakeLookup }
+
+func (brokenLookup) NamespaceAnnotations(context.Context, string) (map[string]string, error) {
+	return nil, errors.New("cache not synced")
+}
+
+func TestInternalErrorsAdmitUnchanged(t *testing.T) {
+	h := &Handler{Lookup: &brokenLookup{}}
+	for name, req := range map[string]admission.Request{
+		"cache read fails": request(statefulSets, "elastic-system", statefulSetJSON),
+		"undecodable":      request(configMaps, "elastic-system", `{"data": 42}`),
+	} {
+		resp := h.Handle(context.Background(), req)
+		if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "admitted unchanged") {
+			t.Errorf("%s: allowed %v, %d operations, warnings %q: the guard must not block writes", name, resp.Allowed, len(resp.Patches), resp.Warnings)
+		}
+	}
 }
