@@ -1,14 +1,12 @@
 // Package controller runs the whole guard (webhook and controller) against a real control
-// plane with cert-manager's own controllers issuing certificates and the Prometheus
-// Operator's ServiceMonitor CRD installed.
+// plane with cert-manager's own controllers issuing certificates, the Prometheus Operator's
+// ServiceMonitor CRD and ECK's CRDs installed, and the real ECK operator where it matters.
 package controller
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
@@ -29,81 +25,48 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	opts, err := options()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(framework.RunSuite(m, opts, &env, func(e *framework.Env) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if _, err := framework.StartCertManager(ctx, e); err != nil { // stopped with e
+			return err
+		}
+		return e.StartGuard(nil) // the server's defaults: webhook and controller
+	}))
 }
 
-func run(m *testing.M) int {
-	out := io.Discard
-	if os.Getenv("E2E_DEBUG") != "" {
-		out = os.Stderr
-	}
-	log.SetLogger(zap.New(zap.WriteTo(out)))
+func options() (framework.Options, error) {
 	var err error
 	if repo, err = framework.RepoRoot(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return framework.Options{}, err
 	}
-	certManagerCRDs, err := framework.CertManagerCRDs()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	var crds []string
+	for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ServiceMonitorCRD, framework.ECKCRDs} {
+		path, err := find()
+		if err != nil {
+			return framework.Options{}, err
+		}
+		crds = append(crds, path)
 	}
-	serviceMonitorCRD, err := framework.ServiceMonitorCRD()
+	webhooks, err := framework.WebhookConfigPath()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	eckCRDs, err := framework.ECKCRDs()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return framework.Options{}, err
 	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme} {
 		if err := add(scheme); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return framework.Options{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env, err = framework.New(ctx, framework.Options{
-		ControllerManager: true,
-		CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD, eckCRDs},
-		Scheme:            scheme,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(repo, "config", "webhook")},
-		},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
-		return 1
-	}
-	code := 1
-	defer func() {
-		if code != 0 {
-			env.KeepDir = true
-			env.DumpLogs(os.Stderr, 60)
-		}
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the test control plane:", err)
-			code = 1
-		}
-	}()
-	stopCertManager, err := framework.StartCertManager(ctx, env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := stopCertManager(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping cert-manager:", err)
-		}
-	}()
-	if err := env.StartGuard(nil); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code = m.Run()
-	return code
+	return framework.Options{
+		ControllerManager:     true,
+		CRDDirectoryPaths:     crds,
+		Scheme:                scheme,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{webhooks}},
+	}, nil
 }
