@@ -12,6 +12,8 @@ export KUBEBUILDER_ASSETS ?= $(LOCALBIN)
 include test/tools/controlplane.mk
 include test/tools/certmanager.mk
 include test/tools/eck.mk
+include test/tools/packaging.mk
+include test/tools/demo.mk
 
 .PHONY: all
 all: build
@@ -38,15 +40,16 @@ lint: ## Fail if gofmt would change a file or go vet finds a problem.
 	go vet ./...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the RBAC role in config/rbac from the kubebuilder markers.
+manifests: $(CONTROLLER_GEN) ## Generate the RBAC role in config/rbac from the kubebuilder markers, and copy it into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=eck-metrics-guard paths=./internal/... output:rbac:artifacts:config=config/rbac
+	$(MAKE) --no-print-directory chart-sync
 
 .PHONY: verify-manifests
 verify-manifests: manifests ## Fail if the generated files differ from what is committed.
-	@git diff --exit-code -- config/ || { echo "generated files are out of date: run make manifests and commit"; exit 1; }
+	@git diff --exit-code -- config/ charts/ || { echo "generated files are out of date: run make manifests and commit"; exit 1; }
 
 .PHONY: test
-test: controlplane cert-manager eck-operator lint verify-manifests ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
+test: controlplane cert-manager eck-operator helm lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
 	go test -count=1 ./...
 
 .PHONY: test-unit

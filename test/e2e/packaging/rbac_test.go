@@ -1,0 +1,70 @@
+package packaging
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+// TestRBACIsNarrow checks the guard's permissions: config/rbac/role.yaml (generated from the
+// markers in internal/controller/rbac.go) and every role the chart and config/default
+// install grant nothing by wildcard, never list or watch Secrets (the guard reads them one by
+// one, by name), never escalate or impersonate, and bind only named ClusterRoles.
+func TestRBACIsNarrow(t *testing.T) {
+	role := into[rbacv1.ClusterRole](t, readObject(t, "config/rbac/role.yaml"))
+	if len(role.Rules) == 0 {
+		t.Fatal("config/rbac/role.yaml has no rules")
+	}
+	checkNarrow(t, "config/rbac/role.yaml", role.Rules)
+
+	for name, r := range map[string]*rendered{
+		"chart":          mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"),
+		"config/default": kustomizeAllComponents(t),
+	} {
+		for _, o := range r.Objects {
+			switch o.GetKind() {
+			case "ClusterRole":
+				checkNarrow(t, name+": ClusterRole "+o.GetName(), into[rbacv1.ClusterRole](t, o).Rules)
+			case "Role":
+				checkNarrow(t, name+": Role "+o.GetName(), into[rbacv1.Role](t, o).Rules)
+			case "ClusterRoleBinding":
+				if ref := into[rbacv1.ClusterRoleBinding](t, o).RoleRef; r.find("ClusterRole", ref.Name) == nil {
+					t.Errorf("%s: ClusterRoleBinding %s binds %s, which it does not install", name, o.GetName(), ref.Name)
+				}
+			}
+		}
+	}
+}
+
+func checkNarrow(t *testing.T, where string, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	for i, r := range rules {
+		for field, values := range map[string][]string{
+			"apiGroups": r.APIGroups, "resources": r.Resources, "verbs": r.Verbs,
+			"resourceNames": r.ResourceNames, "nonResourceURLs": r.NonResourceURLs,
+		} {
+			for _, v := range values {
+				if strings.Contains(v, "*") || (field == "nonResourceURLs" && v != "/metrics") {
+					t.Errorf("%s: rule %d: %s %q", where, i, field, v)
+				}
+			}
+		}
+		if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "secrets") {
+			for _, verb := range r.Verbs {
+				if verb != "get" {
+					t.Errorf("%s: rule %d: %q on secrets; the guard only gets Secrets by name", where, i, verb)
+				}
+			}
+		}
+		for _, verb := range []string{"escalate", "impersonate"} {
+			if slices.Contains(r.Verbs, verb) {
+				t.Errorf("%s: rule %d: %s", where, i, verb)
+			}
+		}
+		if slices.Contains(r.Verbs, "bind") && len(r.ResourceNames) == 0 {
+			t.Errorf("%s: rule %d: bind on any %v; it must name the roles", where, i, r.Resources)
+		}
+	}
+}
