@@ -40,6 +40,9 @@ import (
 // FieldManager owns, in server-side apply, every field the controller writes.
 const FieldManager = "eck-metrics-guard"
 
+// statusSecured is the value of AnnotationStatus on an operator in the end state.
+const statusSecured = "secured"
+
 // waitForSecret is how often the controller looks again for a TLS Secret that is not
 // there yet.
 const waitForSecret = 10 * time.Second
@@ -70,14 +73,21 @@ var (
 )
 
 // SetupWithManager registers the controller: workloads of Kind are its primary objects;
-// changes to Namespaces (opt-in) and ConfigMaps (drift) bring it back to them.
+// changes to Namespaces (opt-in) and ConfigMaps (drift) bring it back to them, and so do its
+// Certificates when cert-manager is installed (a Certificate turns Ready when its Secret is
+// written; otherwise the controller looks for the Secret again every waitForSecret).
 func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("eck-operator-"+strings.ToLower(r.Kind)).
 		For(r.newObject()).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
-		Complete(r)
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace))
+	if _, err := mgr.GetRESTMapper().RESTMapping(certificateGVK.GroupKind(), certificateGVK.Version); err == nil {
+		certificates := &metav1.PartialObjectMetadata{}
+		certificates.SetGroupVersionKind(certificateGVK)
+		b = b.Watches(certificates, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), r.newObject(), handler.OnlyControllerOwner()))
+	}
+	return b.Complete(r)
 }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {
@@ -172,7 +182,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	status := "secured"
+	status := statusSecured
 	if waiting {
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
@@ -206,7 +216,10 @@ func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object
 		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, sts.GetNamespace(), sts.GetName(), err)
 	}
 	if healed {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication (Secret %q)", plan.Port, plan.SecretName)
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "PodTemplateSecured", "Reconcile", "metrics port %d; TLS Secret %q mounted at %s", plan.Port, plan.SecretName, plan.CertDir)
+	}
+	if status == statusSecured && before.GetAnnotations()[keys.AnnotationStatus] != statusSecured {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication", plan.Port)
 	}
 	return nil
 }
