@@ -62,18 +62,7 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	o := env.Operator(t, ns)
 	name := o.Op.Name + "-metrics-guard"
 
-	cert := &cmv1.Certificate{}
-	framework.Eventually(t, "the Certificate to be Ready", func() (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
-			return false, client.IgnoreNotFound(err)
-		}
-		for _, c := range cert.Status.Conditions {
-			if c.Type == cmv1.CertificateConditionReady && c.Status == cmmeta.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	cert := readyCertificate(t, ns, name, 30*time.Second)
 	secret := &corev1.Secret{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret); err != nil {
 		t.Fatal(err)
@@ -234,6 +223,27 @@ func TestHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventuallyCompliant(t, ns)
+}
+
+// readyCertificate waits for a Certificate to be Ready and returns it.
+func readyCertificate(t *testing.T, ns, name string, timeout time.Duration) *cmv1.Certificate {
+	t.Helper()
+	cert := &cmv1.Certificate{}
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, c := range cert.Status.Conditions {
+			if c.Type == cmv1.CertificateConditionReady && c.Status == cmmeta.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("Certificate %s/%s not Ready: %v", ns, name, err)
+	}
+	return cert
 }
 
 func eventuallyCompliant(t *testing.T, ns string) {

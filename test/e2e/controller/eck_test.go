@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -72,23 +70,12 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 
 	// (b) The end state: secured, the Certificate Ready, its Secret there.
 	o := framework.Operator{}
-	waitFor(t, "the StatefulSet to be marked secured", 90*time.Second, func() (bool, error) {
+	framework.EventuallyWithin(t, "the StatefulSet to be marked secured", 90*time.Second, func() (bool, error) {
 		o = env.Operator(t, ns)
 		return o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
 	})
 	name := o.Op.Name + "-metrics-guard"
-	cert := &cmv1.Certificate{}
-	waitFor(t, "the Certificate to be Ready", 60*time.Second, func() (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
-			return false, client.IgnoreNotFound(err)
-		}
-		for _, c := range cert.Status.Conditions {
-			if c.Type == cmv1.CertificateConditionReady && c.Status == cmmeta.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	cert := readyCertificate(t, ns, name, 60*time.Second)
 	secret := &corev1.Secret{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret); err != nil {
 		t.Fatal(err)
@@ -179,7 +166,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 	}
 	// The operator is really up as its ServiceAccount: its caches have synced cluster-wide
 	// (it checks its license key right after).
-	waitFor(t, "the operator's caches to sync", 90*time.Second, func() (bool, error) {
+	framework.EventuallyWithin(t, "the operator's caches to sync", 90*time.Second, func() (bool, error) {
 		if k.Exited() {
 			return false, fmt.Errorf("the operator exited; last lines of its log:\n%s", k.Tail(20))
 		}
@@ -232,7 +219,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reissued *x509.Certificate
-	waitFor(t, "a re-issued certificate in Secret "+secret.Name, 60*time.Second, func() (bool, error) {
+	framework.EventuallyWithin(t, "a re-issued certificate in Secret "+secret.Name, 60*time.Second, func() (bool, error) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret)
 		if err != nil || len(secret.Data["tls.crt"]) == 0 {
 			return false, client.IgnoreNotFound(err)
@@ -250,7 +237,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 	}
 	// controller-runtime's certwatcher reacts to file events and re-reads every 10s anyway.
 	var served *big.Int
-	waitFor(t, "the operator to serve the re-issued certificate", 45*time.Second, func() (bool, error) {
+	framework.EventuallyWithin(t, "the operator to serve the re-issued certificate", 45*time.Second, func() (bool, error) {
 		if k.Exited() {
 			return false, fmt.Errorf("the operator exited; last lines of its log:\n%s", k.Tail(20))
 		}
@@ -563,15 +550,4 @@ func configMapData(t *testing.T, manifest, name, key string) string {
 	}
 	t.Fatalf("%s: no ConfigMap %s", manifest, name)
 	return ""
-}
-
-// waitFor polls cond every 200ms until it holds, fails or timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		return cond()
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
 }

@@ -162,10 +162,16 @@ func (e *Env) Operator(t *testing.T, ns string) Operator {
 // Eventually polls cond every 100ms for up to 30s.
 func Eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+	EventuallyWithin(t, what, 30*time.Second, cond)
+}
+
+// EventuallyWithin polls cond every 100ms for up to timeout, and fails the test then.
+func EventuallyWithin(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		return cond()
 	})
 	if err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
