@@ -38,9 +38,16 @@ type ServerOptions struct {
 	Kubeconfig string
 
 	Webhook struct {
-		Host    string
-		Port    int
-		CertDir string
+		Host     string
+		Port     int
+		CertDir  string
+		CertMode string
+		// Used by the self-managed certificate mode.
+		Namespace     string
+		Secret        string
+		Service       string
+		Configuration string
+		ExtraDNSNames []string
 	}
 	Metrics struct {
 		BindAddress string
@@ -69,6 +76,12 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Webhook.Host, "webhook-host", "", "address the webhook server listens on; empty means all")
 	fs.IntVar(&o.Webhook.Port, "webhook-port", 9443, "port the webhook server listens on")
 	fs.StringVar(&o.Webhook.CertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key; changes are picked up without a restart")
+	fs.StringVar(&o.Webhook.CertMode, "webhook-cert-mode", CertModeFiles, `"files": serve the certificate in --webhook-cert-dir (cert-manager's); "self-managed": make, rotate and inject one into the existing, initially empty Secret --webhook-secret, mounted at --webhook-cert-dir`)
+	fs.StringVar(&o.Webhook.Namespace, "webhook-namespace", "", "the guard's namespace, for the self-managed certificate; empty means $POD_NAMESPACE")
+	fs.StringVar(&o.Webhook.Secret, "webhook-secret", "eck-metrics-guard-webhook-tls", "Secret of the self-managed certificate (in --webhook-namespace)")
+	fs.StringVar(&o.Webhook.Service, "webhook-service", "eck-metrics-guard-webhook", "Service the API server calls the webhook through; the self-managed certificate names <service>.<namespace>.svc")
+	fs.StringVar(&o.Webhook.Configuration, "webhook-configuration", "eck-metrics-guard", "MutatingWebhookConfiguration whose caBundle the self-managed mode keeps")
+	fs.StringSliceVar(&o.Webhook.ExtraDNSNames, "webhook-extra-dns-names", nil, "more DNS names for the self-managed certificate")
 
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
 	fs.BoolVar(&o.Metrics.Secure, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
@@ -136,15 +149,24 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	if o.Metrics.Secure {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	if o.Webhook.CertMode != CertModeFiles && o.Webhook.CertMode != CertModeSelfManaged {
+		return nil, fmt.Errorf("--webhook-cert-mode %q: must be %s or %s", o.Webhook.CertMode, CertModeFiles, CertModeSelfManaged)
+	}
+	var server crwebhook.Server = crwebhook.NewServer(crwebhook.Options{
+		Host:    o.Webhook.Host,
+		Port:    o.Webhook.Port,
+		CertDir: o.Webhook.CertDir,
+	})
+	var certsReady chan struct{}
+	if o.Webhook.CertMode == CertModeSelfManaged {
+		certsReady = make(chan struct{})
+		server = &startWhenReady{Server: server, ready: certsReady}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 Scheme(),
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: o.Health.BindAddress,
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Host:    o.Webhook.Host,
-			Port:    o.Webhook.Port,
-			CertDir: o.Webhook.CertDir,
-		}),
+		Scheme:                  Scheme(),
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  o.Health.BindAddress,
+		WebhookServer:           server,
 		Cache:                   cache.Options{DefaultTransform: cluster.Transform},
 		LeaderElection:          o.Controller.LeaderElect,
 		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
@@ -152,6 +174,11 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to create the manager: %w", err)
+	}
+	if certsReady != nil {
+		if err := addRotator(mgr, o, certsReady); err != nil {
+			return nil, err
+		}
 	}
 	lookup := cluster.CachedLookup{Reader: mgr.GetCache()}
 	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
