@@ -6,6 +6,11 @@ package controller
 // objects. It reads Secrets one by one, by metadata, only to know if a certificate exists.
 // Binding system:auth-delegator needs "bind" on that one ClusterRole. Leader election, and
 // the TokenReviews and SubjectAccessReviews that protect the guard's own metrics, close it.
+// With --webhook-cert-mode=self-managed the guard writes the CA into the caBundle of its own
+// MutatingWebhookConfiguration (OPA's cert-controller lists and watches them); the Secret it
+// keeps the certificate in needs more than "get", but only in the guard's own namespace: that
+// Role is not generated here (a namespace= marker would put it into config/rbac, so into every
+// install, cert-manager's too) but hand-written in config/selfmanaged/role.yaml.
 //
 // +kubebuilder:rbac:groups=apps,resources=statefulsets;deployments,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch
@@ -20,3 +25,4 @@ package controller
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update

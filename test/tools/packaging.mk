@@ -4,7 +4,7 @@
 # Helm is built from the release pinned in test/tools/helm/go.mod into $(LOCALBIN)/helm, a real
 # file rebuilt when go.mod or go.sum change. The chart never holds a hand-made copy of what
 # config/ generates: `make chart-sync` copies the webhook configuration, the generated RBAC
-# role and the CRDs (once there are any) into the chart, whose templates read them with
+# role, the self-managed certificate's hand-written Role and the CRDs (once there are any) into the chart, whose templates read them with
 # .Files.Get; `make verify-chart` fails when the copies drift (CI), and so does the packaging
 # test suite (go test ./test/e2e/packaging/).
 
@@ -31,7 +31,8 @@ HELM_LDFLAGS   = -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSIO
 # Files of config/ that the chart reads, as <source>=<copy in the chart>.
 CHART_SYNCED = \
 	$(PACKAGING_ROOT)/config/webhook/manifests.yaml=$(CHART_DIR)/files/webhook/manifests.yaml \
-	$(PACKAGING_ROOT)/config/rbac/role.yaml=$(CHART_DIR)/files/rbac/role.yaml
+	$(PACKAGING_ROOT)/config/rbac/role.yaml=$(CHART_DIR)/files/rbac/role.yaml \
+	$(PACKAGING_ROOT)/config/selfmanaged/role.yaml=$(CHART_DIR)/files/rbac/self_managed_role.yaml
 # CRDs: every file of config/crd/bases becomes a file of the chart's crds/ (none yet).
 CRD_BASES = $(PACKAGING_ROOT)/config/crd/bases
 

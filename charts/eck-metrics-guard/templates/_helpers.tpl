@@ -62,6 +62,14 @@ app.kubernetes.io/component: webhook
 {{- include "eck-metrics-guard.fullname" . }}-serving-cert
 {{- end }}
 
+{{/*
+"true" when the guard makes its own serving certificate (--webhook-cert-mode=self-managed):
+without cert-manager and without a caBundle of yours. Empty otherwise.
+*/}}
+{{- define "eck-metrics-guard.selfManaged" -}}
+{{- if and (not .Values.certManager.enabled) (not .Values.webhook.caBundle) }}true{{ end }}
+{{- end }}
+
 {{/* Where the serving certificate is mounted. */}}
 {{- define "eck-metrics-guard.certDir" -}}
 /tmp/k8s-webhook-server/serving-certs
@@ -78,9 +86,6 @@ app.kubernetes.io/component: webhook
 
 {{/* Checks of combinations of values that the schema cannot express. */}}
 {{- define "eck-metrics-guard.validate" -}}
-{{- if and (not .Values.certManager.enabled) (not .Values.webhook.caBundle) }}
-{{- fail "certManager.enabled=false needs webhook.caBundle (the base64 PEM CA of your serving certificate) and the Secret webhook.secretName; self-managed certificates are not implemented yet" }}
-{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.metrics.secure)) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled and metrics.secure" }}
 {{- end }}

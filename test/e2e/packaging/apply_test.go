@@ -70,7 +70,7 @@ func serverApply(t *testing.T, env *framework.Env, r *rendered, extra ...string)
 }
 
 // TestServerSideDryRun validates every chart variant and config/default (with and without
-// its components) against the real API server's schemas, with cert-manager's and the
+// its components, and with ../selfmanaged instead of ../certmanager) against the real API server's schemas, with cert-manager's and the
 // ServiceMonitor CRDs installed: `kubectl apply --server-side --dry-run=server` runs
 // validation (strict: unknown fields are errors), defaulting and admission, Pod Security
 // included, and persists nothing.
@@ -93,8 +93,12 @@ func TestServerSideDryRun(t *testing.T) {
 			t.Parallel()
 			serverApply(t, env, kustomizeAllComponents(t), "--dry-run=server")
 		})
+		t.Run("kustomize/self-managed certificate", func(t *testing.T) {
+			t.Parallel()
+			serverApply(t, env, kustomizeSelfManaged(t), "--dry-run=server")
+		})
 	})
-	t.Logf("%d installs validated in %s", len(chartVariants())+2, time.Since(start).Round(100*time.Millisecond))
+	t.Logf("%d installs validated in %s", len(chartVariants())+3, time.Since(start).Round(100*time.Millisecond))
 }
 
 // TestKustomizeApply applies config/default for real, twice (a re-apply changes nothing and

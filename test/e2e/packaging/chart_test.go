@@ -68,11 +68,36 @@ func chartVariants() []chartVariant {
 			in.must(t, "ServiceAccount", "eck-metrics-guard")
 			in.must(t, "Service", "eck-metrics-guard-metrics")
 			in.must(t, "ClusterRole", "eck-metrics-guard-metrics-reader")
-			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "CustomResourceDefinition"} {
+			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "CustomResourceDefinition", "Secret", "Role", "RoleBinding"} {
 				if n := len(in.ofKind(kind)); n != 0 {
 					t.Errorf("%d %s rendered by default", n, kind)
 				}
 			}
+			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" {
+				t.Errorf("%s with cert-manager", got)
+			}
+		}},
+		{"cert-manager off, self-managed certificate", []string{"--set", "certManager.enabled=false"}, func(t *testing.T, in install) {
+			if n := len(in.ofKind("Certificate")) + len(in.ofKind("Issuer")); n != 0 {
+				t.Errorf("%d cert-manager objects rendered", n)
+			}
+			if !in.hasArg("--webhook-cert-mode=self-managed") {
+				t.Errorf("args %v", in.Container.Args)
+			}
+			// checkConsistent (checkSelfManaged) checks the Secret, the Role and the flags.
+			in.must(t, "Secret", "eck-metrics-guard-webhook-tls")
+			in.must(t, "Role", "eck-metrics-guard-self-managed-cert")
+			in.must(t, "RoleBinding", "eck-metrics-guard-self-managed-cert")
+		}},
+		{"self-managed certificate, other names", []string{"--set", "certManager.enabled=false", "--set", "fullnameOverride=guard", "--set", "webhook.secretName=guard-certs",
+			"--set", "serviceAccount.name=guard-sa"}, func(t *testing.T, in install) {
+			for _, arg := range []string{"--webhook-secret=guard-certs", "--webhook-service=guard-webhook", "--webhook-configuration=guard"} {
+				if !in.hasArg(arg) {
+					t.Errorf("no %s in %v", arg, in.Container.Args)
+				}
+			}
+			in.must(t, "Secret", "guard-certs")
+			in.must(t, "Role", "guard-self-managed-cert")
 		}},
 		{"cert-manager off, own Secret and caBundle", []string{"--set", "certManager.enabled=false", "--set", "webhook.caBundle=" + testCABundle, "--set", "webhook.secretName=my-webhook-tls"}, func(t *testing.T, in install) {
 			if n := len(in.ofKind("Certificate")) + len(in.ofKind("Issuer")); n != 0 {
@@ -80,6 +105,9 @@ func chartVariants() []chartVariant {
 			}
 			if s := in.certSecret(t); s != "my-webhook-tls" {
 				t.Errorf("the pods mount %s, want my-webhook-tls", s)
+			}
+			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" || len(in.ofKind("Secret"))+len(in.ofKind("Role")) != 0 {
+				t.Errorf("%s, %d Secrets, %d Roles: a caBundle of yours means your own certificate, as is", got, len(in.ofKind("Secret")), len(in.ofKind("Role")))
 			}
 			want, _ := base64.StdEncoding.DecodeString(testCABundle)
 			for _, wh := range webhooksOf(t, in.rendered) {
@@ -254,6 +282,7 @@ func TestChartInSync(t *testing.T) {
 	for src, dst := range map[string]string{
 		"config/webhook/manifests.yaml": "charts/eck-metrics-guard/files/webhook/manifests.yaml",
 		"config/rbac/role.yaml":         "charts/eck-metrics-guard/files/rbac/role.yaml",
+		"config/selfmanaged/role.yaml":  "charts/eck-metrics-guard/files/rbac/self_managed_role.yaml",
 	} {
 		want, err := os.ReadFile(filepath.Join(repo, src))
 		if err != nil {
@@ -333,7 +362,7 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		{"privileged metrics port", []string{"--set", "defaults.metricsPort=80"}, "metricsPort"},
 		{"unknown log format", []string{"--set", "logging.format=xml"}, "format"},
 		{"image digest that is not one", []string{"--set", "image.digest=latest"}, "digest"},
-		{"cert-manager off without a caBundle", []string{"--set", "certManager.enabled=false"}, "needs webhook.caBundle"},
+		{"a Secret name that is not one", []string{"--set", "certManager.enabled=false", "--set", "webhook.secretName=My_Certs"}, "secretName"},
 		{"ServiceMonitor without metrics", []string{"--set", "serviceMonitor.enabled=true", "--set", "metrics.enabled=false"}, "serviceMonitor.enabled needs"},
 		{"two controllers without leader election", []string{"--set", "leaderElection.enabled=false"}, "leaderElection.enabled=false"},
 		{"a disruption budget that blocks drains", []string{"--set", "replicas=1"}, "would block every node drain"},
@@ -374,5 +403,18 @@ func TestKustomize(t *testing.T) {
 		checkConsistent(t, r, releaseNamespace)
 		r.must(t, "ServiceMonitor", "eck-metrics-guard")
 		r.must(t, "NetworkPolicy", "eck-metrics-guard")
+	})
+	t.Run("self-managed certificate", func(t *testing.T) {
+		r := kustomizeSelfManaged(t)
+		in := checkConsistent(t, r, releaseNamespace)
+		checkRestricted(t, in)
+		if !in.hasArg("--webhook-cert-mode=self-managed") {
+			t.Errorf("args %v", in.Container.Args)
+		}
+		for _, kind := range []string{"Certificate", "Issuer"} {
+			if n := len(r.ofKind(kind)); n != 0 {
+				t.Errorf("%d %s rendered with ../selfmanaged", n, kind)
+			}
+		}
 	})
 }

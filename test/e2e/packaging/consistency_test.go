@@ -84,6 +84,7 @@ func (in install) certSecret(t *testing.T) string {
 // the ServiceAccount, ClusterRoleBinding and ClusterRole agree, the serving certificate is
 // the one mounted and the one whose CA is injected (or a caBundle is given), and the
 // ServiceMonitor scrapes the metrics Service with a server name the certificate holds.
+// A self-managed certificate is checked by checkSelfManaged.
 func checkConsistent(t *testing.T, r *rendered, namespace string) install {
 	t.Helper()
 	in := deploymentOf(t, r)
@@ -208,6 +209,10 @@ func checkConsistent(t *testing.T, r *rendered, namespace string) install {
 		if _, ok := mwc.Annotations[injectCAAnnotation]; ok {
 			t.Errorf("%s set without a Certificate", injectCAAnnotation)
 		}
+		if in.hasArg("--webhook-cert-mode=self-managed") {
+			checkSelfManaged(t, r, in, mwc, secret, namespace)
+			break
+		}
 		for _, wh := range mwc.Webhooks {
 			if len(wh.ClientConfig.CABundle) == 0 {
 				t.Errorf("webhook %s: no Certificate whose CA cert-manager injects, and no caBundle", wh.Name)
@@ -316,5 +321,68 @@ func checkRestricted(t *testing.T, in install) {
 		if p.Name == "health" && !in.hasArg(fmt.Sprintf("--health-probe-bind-address=:%d", p.ContainerPort)) {
 			t.Errorf("the container port health (%d) is not --health-probe-bind-address (args %v)", p.ContainerPort, c.Args)
 		}
+	}
+}
+
+// checkSelfManaged checks an install whose guard makes its own certificate
+// (--webhook-cert-mode=self-managed): the Secret it fills is rendered, empty, and is the one
+// mounted; the flags name the rendered webhook Service and configuration, and the metrics
+// Service; the guard knows its namespace; a Role in that namespace, bound to the guard's
+// ServiceAccount, lets it keep the Secret; the ClusterRole lets it update the caBundle.
+func checkSelfManaged(t *testing.T, r *rendered, in install, mwc *admissionregistrationv1.MutatingWebhookConfiguration, secret, namespace string) {
+	t.Helper()
+	for _, wh := range mwc.Webhooks {
+		if len(wh.ClientConfig.CABundle) != 0 {
+			t.Errorf("webhook %s: a caBundle, which the self-managed certificate would overwrite", wh.Name)
+		}
+	}
+	if s := r.find("Secret", secret); s == nil {
+		t.Errorf("the mounted Secret %s is not rendered: the guard needs it to exist", secret)
+	} else if obj := into[corev1.Secret](t, s); len(obj.Data)+len(obj.StringData) != 0 || obj.Type != corev1.SecretTypeOpaque {
+		t.Errorf("Secret %s: type %s, %d keys; want it Opaque and empty", secret, obj.Type, len(obj.Data)+len(obj.StringData))
+	}
+	service := mwc.Webhooks[0].ClientConfig.Service.Name
+	metrics := in.Deployment.Name + "-metrics." + namespace + ".svc"
+	for _, arg := range []string{"--webhook-secret=" + secret, "--webhook-service=" + service, "--webhook-configuration=" + mwc.Name,
+		"--webhook-extra-dns-names=" + metrics + "," + metrics + ".cluster.local"} {
+		if !in.hasArg(arg) {
+			t.Errorf("no %s in %v", arg, in.Container.Args)
+		}
+	}
+	if !slices.ContainsFunc(in.Container.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_NAMESPACE" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+	}) && in.argWithPrefix("--webhook-namespace=") == "" {
+		t.Errorf("the guard does not know its namespace: no POD_NAMESPACE from metadata.namespace in %v", in.Container.Env)
+	}
+
+	sa := rbacv1.Subject{Kind: "ServiceAccount", Name: in.Deployment.Spec.Template.Spec.ServiceAccountName, Namespace: namespace}
+	allows := func(rules []rbacv1.PolicyRule, group, resource string, verbs ...string) bool {
+		for _, verb := range verbs {
+			if !slices.ContainsFunc(rules, func(rule rbacv1.PolicyRule) bool {
+				return slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) && len(rule.ResourceNames) == 0
+			}) {
+				return false
+			}
+		}
+		return true
+	}
+	bound := false
+	for _, o := range r.ofKind("RoleBinding") {
+		rb := into[rbacv1.RoleBinding](t, o)
+		if rb.RoleRef.Kind != "Role" || !slices.Contains(rb.Subjects, sa) {
+			continue
+		}
+		if role := r.find("Role", rb.RoleRef.Name); role != nil && role.GetNamespace() == namespace &&
+			allows(into[rbacv1.Role](t, role).Rules, "", "secrets", "get", "list", "watch", "update") {
+			bound = true
+		}
+	}
+	if !bound {
+		t.Errorf("no Role bound to %v lets it get, list, watch and update Secrets in %s", sa, namespace)
+	}
+	crb := into[rbacv1.ClusterRoleBinding](t, r.ofKind("ClusterRoleBinding")[0])
+	if cr := r.find("ClusterRole", crb.RoleRef.Name); cr == nil ||
+		!allows(into[rbacv1.ClusterRole](t, cr).Rules, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "list", "watch", "update") {
+		t.Errorf("ClusterRole %s does not let the guard get, list, watch and update mutatingwebhookconfigurations", crb.RoleRef.Name)
 	}
 }

@@ -113,6 +113,44 @@ func TestChartEqualsKustomize(t *testing.T) {
 	})
 }
 
+// TestChartEqualsKustomizeSelfManaged checks that the chart with certManager.enabled=false and
+// config/default switched to ../selfmanaged (instead of ../certmanager) install the same thing:
+// the same objects, webhooks (no cert-manager annotation, no caBundle), pod, RBAC rules (the
+// Role of the self-managed certificate included) and empty Secret.
+func TestChartEqualsKustomizeSelfManaged(t *testing.T) {
+	chart := mustHelmTemplate(t, "--set", "certManager.enabled=false")
+	kust := kustomizeSelfManaged(t)
+
+	t.Run("objects", func(t *testing.T) {
+		kustKeys := slices.DeleteFunc(kust.keys(), func(k string) bool { return strings.HasPrefix(k, "Namespace/") })
+		equal(t, "kind/namespace/name of every object", chart.keys(), kustKeys)
+	})
+	t.Run("webhooks", func(t *testing.T) {
+		c, k := chart.must(t, "MutatingWebhookConfiguration", "eck-metrics-guard"), kust.must(t, "MutatingWebhookConfiguration", "eck-metrics-guard")
+		equal(t, "webhooks", c.Object["webhooks"], k.Object["webhooks"])
+		equal(t, injectCAAnnotation, c.GetAnnotations()[injectCAAnnotation], k.GetAnnotations()[injectCAAnnotation])
+	})
+	t.Run("workload", func(t *testing.T) {
+		c, k := deploymentOf(t, chart), deploymentOf(t, kust)
+		equal(t, "container", c.Container, k.Container)
+		equal(t, "volumes", c.Deployment.Spec.Template.Spec.Volumes, k.Deployment.Spec.Template.Spec.Volumes)
+		equal(t, "serviceAccountName", c.Deployment.Spec.Template.Spec.ServiceAccountName, k.Deployment.Spec.Template.Spec.ServiceAccountName)
+	})
+	t.Run("RBAC rules", func(t *testing.T) {
+		equal(t, "rules of ClusterRole eck-metrics-guard", chart.must(t, "ClusterRole", "eck-metrics-guard").Object["rules"],
+			kust.must(t, "ClusterRole", "eck-metrics-guard").Object["rules"])
+		const role = "eck-metrics-guard-self-managed-cert"
+		equal(t, "rules of Role "+role, chart.must(t, "Role", role).Object["rules"], kust.must(t, "Role", role).Object["rules"])
+		source := readObject(t, "config/selfmanaged/role.yaml")
+		equal(t, "rules of config/selfmanaged/role.yaml", source.Object["rules"], chart.must(t, "Role", role).Object["rules"])
+		equal(t, "RoleBinding "+role, pick(chart.must(t, "RoleBinding", role), "roleRef", "subjects"), pick(kust.must(t, "RoleBinding", role), "roleRef", "subjects"))
+	})
+	t.Run("Secret", func(t *testing.T) {
+		c, k := chart.must(t, "Secret", "eck-metrics-guard-webhook-tls"), kust.must(t, "Secret", "eck-metrics-guard-webhook-tls")
+		equal(t, "Secret", pick(c, "type", "data", "stringData"), pick(k, "type", "data", "stringData"))
+	})
+}
+
 // pick returns the fields of o's top level.
 func pick(o *unstructured.Unstructured, fields ...string) map[string]any {
 	out := map[string]any{}

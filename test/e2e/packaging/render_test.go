@@ -224,3 +224,40 @@ func kustomizeAllComponents(t *testing.T) *rendered {
 	t.Helper()
 	return kustomize(t, filepath.Join("testdata", "all-components"))
 }
+
+// kustomizeSelfManaged renders config/default as its comments say to switch to the guard's own
+// certificate: the component ../selfmanaged instead of ../certmanager, nothing else changed.
+// The kustomization is config/default's, rewritten into a temporary directory.
+func kustomizeSelfManaged(t *testing.T) *rendered {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repo, "config", "default", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	switched := 0
+	for i, line := range lines {
+		switch line {
+		case "- ../certmanager":
+			lines[i] = "#- ../certmanager"
+			switched++
+		case "#- ../selfmanaged":
+			lines[i] = "- ../selfmanaged"
+			switched++
+		}
+	}
+	if switched != 2 {
+		t.Fatal("config/default/kustomization.yaml no longer lists `- ../certmanager` and `#- ../selfmanaged`")
+	}
+	dir := t.TempDir()
+	// kustomize takes no absolute paths: config/, relative to dir.
+	config, err := filepath.Rel(dir, filepath.Join(repo, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := strings.ReplaceAll(strings.Join(lines, "\n"), "../", filepath.ToSlash(config)+"/")
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return kustomize(t, dir)
+}
