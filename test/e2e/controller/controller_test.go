@@ -62,18 +62,10 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	o := env.Operator(t, ns)
 	name := o.Op.Name + "-metrics-guard"
 
-	cert := readyCertificate(t, ns, name, 30*time.Second)
-	secret := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret); err != nil {
-		t.Fatal(err)
-	}
-	sm := &monitoringv1.ServiceMonitor{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sm); err != nil {
-		t.Fatalf("no ServiceMonitor: %v", err)
-	}
+	cert, secret, sm := issued(t, ns, name, 30*time.Second)
 	serverName := *sm.Spec.Endpoints[0].TLSConfig.ServerName
-	if sm.Spec.Endpoints[0].TLSConfig.CA.Secret.Name != secret.Name || serverName != name+"."+ns+".svc" {
-		t.Errorf("ServiceMonitor TLS config = %+v", sm.Spec.Endpoints[0].TLSConfig)
+	if serverName != name+"."+ns+".svc" {
+		t.Errorf("ServiceMonitor serverName = %s", serverName)
 	}
 	first := verifyLeaf(t, secret, serverName)
 
@@ -223,6 +215,27 @@ func TestHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventuallyCompliant(t, ns)
+}
+
+// issued waits for the guard's Certificate of an operator to be Ready and returns it, its
+// Secret, and the ServiceMonitor, which must verify against that Secret's CA with a serverName.
+func issued(t *testing.T, ns, name string, timeout time.Duration) (*cmv1.Certificate, *corev1.Secret, *monitoringv1.ServiceMonitor) {
+	t.Helper()
+	ctx := context.Background()
+	cert := readyCertificate(t, ns, name, timeout)
+	secret := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret); err != nil {
+		t.Fatal(err)
+	}
+	sm := &monitoringv1.ServiceMonitor{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sm); err != nil {
+		t.Fatalf("no ServiceMonitor: %v", err)
+	}
+	tls := sm.Spec.Endpoints[0].TLSConfig
+	if tls == nil || tls.ServerName == nil || tls.CA.Secret == nil || tls.CA.Secret.Name != secret.Name {
+		t.Fatalf("the ServiceMonitor does not verify against the Secret %s: %+v", secret.Name, tls)
+	}
+	return cert, secret, sm
 }
 
 // readyCertificate waits for a Certificate to be Ready and returns it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -75,19 +73,8 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 		return o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
 	})
 	name := o.Op.Name + "-metrics-guard"
-	cert := readyCertificate(t, ns, name, 60*time.Second)
-	secret := &corev1.Secret{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret); err != nil {
-		t.Fatal(err)
-	}
-	sm := &monitoringv1.ServiceMonitor{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sm); err != nil {
-		t.Fatalf("no ServiceMonitor: %v", err)
-	}
+	cert, secret, sm := issued(t, ns, name, 60*time.Second)
 	smTLS := sm.Spec.Endpoints[0].TLSConfig
-	if smTLS == nil || smTLS.ServerName == nil || smTLS.CA.Secret == nil || smTLS.CA.Secret.Name != secret.Name {
-		t.Fatalf("the ServiceMonitor does not verify against the Secret %s: %+v", secret.Name, smTLS)
-	}
 	serverName := *smTLS.ServerName
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(secret.Data[smTLS.CA.Secret.Key]) {
@@ -213,24 +200,17 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 		t.Errorf("a client without serverName: %v, status %d; want a hostname TLS error", res.err, res.status)
 	}
 
-	// (e) Rotation: the Secret is deleted, cert-manager issues a new certificate into it,
-	// the kubelet would update the projected files; the running operator serves it.
-	if err := env.Client.Delete(ctx, secret); err != nil {
-		t.Fatal(err)
+	// (e) Rotation: cert-manager re-issues the certificate into the same Secret (renewal, as
+	// `cmctl renew` asks for it), the kubelet would update the files; the running operator
+	// serves the new one.
+	secret, err = framework.ReissueCertificate(ctx, env.Client, ns, cert.Name, secret.Data["tls.crt"])
+	if err != nil {
+		t.Fatalf("renewing: %v", err)
 	}
-	var reissued *x509.Certificate
-	framework.EventuallyWithin(t, "a re-issued certificate in Secret "+secret.Name, 60*time.Second, func() (bool, error) {
-		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cert.Spec.SecretName}, secret)
-		if err != nil || len(secret.Data["tls.crt"]) == 0 {
-			return false, client.IgnoreNotFound(err)
-		}
-		block, _ := pem.Decode(secret.Data["tls.crt"])
-		if block == nil {
-			return false, nil
-		}
-		reissued, err = x509.ParseCertificate(block.Bytes)
-		return err == nil && reissued.SerialNumber.Cmp(issued.SerialNumber) != 0, nil
-	})
+	reissued := verifyLeaf(t, secret, serverName)
+	if reissued.SerialNumber.Cmp(issued.SerialNumber) == 0 {
+		t.Fatal("the renewed certificate has the first one's serial number")
+	}
 	verifyLeaf(t, secret, serverName)
 	if err := projectSecret(certDir, secret.Data); err != nil {
 		t.Fatal(err)

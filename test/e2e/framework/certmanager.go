@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -80,56 +78,19 @@ func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("run `make cert-manager` first: %s not found", path)
 	}
-	logFile, err := e.createLog("cert-manager-controller.log")
-	if err != nil {
-		return nil, err
-	}
-	logPath := logFile.Name()
 	args := []string{
 		"--kubeconfig=" + e.Kubeconfig,
 		"--cluster-resource-namespace=cert-manager",
 		"--leader-elect=false",
 		"--v=2",
 	}
-	fmt.Fprintf(logFile, "+ %s %s\n", path, strings.Join(args, " "))
-	cmd := exec.Command(path, args...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	setParentDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting cert-manager-controller: %w", err)
+	p, err := startProcess(e, "cert-manager-controller", "cert-manager-controller.log", path, args, nil)
+	if err != nil {
+		return nil, err
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-
-	var once sync.Once
-	stop = func() error {
-		var err error
-		once.Do(func() {
-			select {
-			case <-exited:
-				err = fmt.Errorf("cert-manager-controller exited while the test ran: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
-				return
-			default:
-			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-				if waitErr != nil {
-					err = fmt.Errorf("cert-manager-controller did not stop cleanly: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
-				}
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-				err = fmt.Errorf("cert-manager-controller did not stop within 10s of SIGTERM; last lines of %s:\n%s", logPath, tail(logPath, 30))
-			}
-		})
-		return err
-	}
+	p.cleanStop = true
+	stop = p.stop
+	logPath := p.logPath
 
 	// Wait for the ready message in the log.
 	for {
@@ -142,8 +103,8 @@ func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error
 			break
 		}
 		select {
-		case <-exited:
-			return nil, fmt.Errorf("cert-manager-controller exited before it was ready: %v; last lines of %s:\n%s", waitErr, logPath, tail(logPath, 30))
+		case <-p.exited:
+			return nil, p.failure("exited before it was ready")
 		case <-ctx.Done():
 			_ = stop()
 			return nil, fmt.Errorf("cert-manager-controller not ready: %w; last lines of %s:\n%s", ctx.Err(), logPath, tail(logPath, 30))

@@ -8,11 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -26,10 +24,7 @@ const saSigningKeyFile = "sa-signer.key"
 
 // controllerManager is a running kube-controller-manager.
 type controllerManager struct {
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{} // closed when the process has exited; waitErr is then set
-	waitErr error
+	*process
 }
 
 func startControllerManager(ctx context.Context, e *Env, path string, controllers []string, timeout time.Duration) (*controllerManager, error) {
@@ -63,11 +58,6 @@ func startControllerManager(ctx context.Context, e *Env, path string, controller
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := e.createLog("kube-controller-manager.log")
-	if err != nil {
-		return nil, err
-	}
-
 	args := []string{
 		"--kubeconfig=" + kubeconfigPath,
 		// Delegated authn/authz of its own secure port (healthz, metrics).
@@ -85,20 +75,11 @@ func startControllerManager(ctx context.Context, e *Env, path string, controller
 		"--root-ca-file=" + caPath,
 		"--v=2",
 	}
-	fmt.Fprintf(logFile, "+ %s %s\n", path, strings.Join(args, " "))
-	cmd := exec.Command(path, args...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	setParentDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting kube-controller-manager: %w", err)
+	p, err := startProcess(e, "kube-controller-manager", "kube-controller-manager.log", path, args, nil)
+	if err != nil {
+		return nil, err
 	}
-	m := &controllerManager{cmd: cmd, logPath: logFile.Name(), exited: make(chan struct{})}
-	go func() {
-		m.waitErr = cmd.Wait()
-		close(m.exited)
-	}()
-
+	m := &controllerManager{p}
 	if err := m.waitHealthy(ctx, port, timeout); err != nil {
 		_ = m.stop()
 		return nil, fmt.Errorf("kube-controller-manager: %w; last lines of %s:\n%s", err, m.logPath, tail(m.logPath, 30))
@@ -136,24 +117,6 @@ func (m *controllerManager) waitHealthy(ctx context.Context, port int, timeout t
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// stop terminates kube-controller-manager (SIGTERM, then SIGKILL after 10s). It returns an
-// error if the process had already exited on its own.
-func (m *controllerManager) stop() error {
-	select {
-	case <-m.exited:
-		return fmt.Errorf("kube-controller-manager exited while the test ran: %v; last lines of %s:\n%s", m.waitErr, m.logPath, tail(m.logPath, 30))
-	default:
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
-	return nil
 }
 
 func freePort() (int, error) {

@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -81,11 +78,7 @@ type ECK struct {
 	// MetricsPort is the TCP port its metrics server listens on.
 	MetricsPort int
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-	once    sync.Once
-	stopErr error
+	*process
 }
 
 // StartECK runs bin/eck-operator (`make eck-operator`) as `manager --config=<ConfigFile>`
@@ -114,10 +107,6 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := e.createLog(opts.LogName)
-	if err != nil {
-		return nil, err
-	}
 	args := append([]string{
 		"manager",
 		"--config=" + opts.ConfigFile,
@@ -127,29 +116,21 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 		"--enable-webhook=false",
 		"--manage-webhook-certs=false",
 	}, opts.Args...)
-	fmt.Fprintf(logFile, "+ KUBECONFIG=%s %s %s\n", kubeconfig, path, strings.Join(args, " "))
-	cmd := exec.Command(path, args...)
 	// ECK reads every setting from the environment too (viper.AutomaticEnv, METRICS_PORT for
 	// metrics-port, ...): give it only what it needs, so that nothing of the test's
 	// environment overrides eck.yaml. The rest config comes from KUBECONFIG (ECK has no
 	// --kubeconfig flag).
-	cmd.Env = []string{
+	env := []string{
 		"KUBECONFIG=" + kubeconfig,
 		"HOME=" + e.Dir,
 		"TMPDIR=" + os.TempDir(),
 		"PATH=" + os.Getenv("PATH"),
 	}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	setParentDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting eck-operator: %w", err)
+	p, err := startProcess(e, "eck-operator", opts.LogName, path, args, env)
+	if err != nil {
+		return nil, err
 	}
-	k := &ECK{PID: cmd.Process.Pid, LogPath: logFile.Name(), Kubeconfig: kubeconfig, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		k.waitErr = cmd.Wait()
-		close(k.exited)
-	}()
+	k := &ECK{PID: p.cmd.Process.Pid, LogPath: p.logPath, Kubeconfig: kubeconfig, process: p}
 	// Stopped by e.Stop before the control plane; a no-op if stopped already.
 	e.Go(func(ctx context.Context) error {
 		select {
@@ -181,7 +162,7 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 		}
 		select {
 		case <-k.exited:
-			return nil, fmt.Errorf("eck-operator exited before its metrics server listened (%v); last lines of %s:\n%s", k.waitErr, k.LogPath, tail(k.LogPath, 30))
+			return nil, k.failure("exited before its metrics server listened")
 		case <-ctx.Done():
 			_ = k.Stop()
 			return nil, fmt.Errorf("eck-operator: no metrics server on port %d (%s): %w; last lines of %s:\n%s", opts.MetricsPort, last, ctx.Err(), k.LogPath, tail(k.LogPath, 30))
@@ -191,14 +172,7 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 }
 
 // Exited reports whether the process has exited.
-func (k *ECK) Exited() bool {
-	select {
-	case <-k.exited:
-		return true
-	default:
-		return false
-	}
-}
+func (k *ECK) Exited() bool { return k.hasExited() }
 
 // Log is the whole log so far.
 func (k *ECK) Log() string {
@@ -211,24 +185,7 @@ func (k *ECK) Tail(n int) string { return tail(k.LogPath, n) }
 
 // Stop sends SIGTERM and waits (SIGKILL after 10s). It returns an error, with the tail of the
 // log, if the process had exited on its own; only the first call reports it.
-func (k *ECK) Stop() error {
-	k.once.Do(func() {
-		select {
-		case <-k.exited:
-			k.stopErr = fmt.Errorf("eck-operator exited while the test ran: %v; last lines of %s:\n%s", k.waitErr, k.LogPath, tail(k.LogPath, 30))
-			return
-		default:
-		}
-		_ = k.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-k.exited:
-		case <-time.After(10 * time.Second):
-			_ = k.cmd.Process.Kill()
-			<-k.exited
-		}
-	})
-	return k.stopErr
-}
+func (k *ECK) Stop() error { return k.stop() }
 
 // ListeningPorts are the TCP ports the process listens on (IPv4 and IPv6), read from /proc:
 // those of this process, not of whatever else may listen on the machine. Linux only.
