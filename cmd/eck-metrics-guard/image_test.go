@@ -52,3 +52,25 @@ func TestImageBuildIsStatic(t *testing.T) {
 		t.Error("the image must run as 65532:65532 on distroless/static")
 	}
 }
+
+// TestImageBaseIsPinned checks that the image's final stage, the one that ships, starts from
+// distroless/static:nonroot pinned by digest (tag@sha256:digest): a tag alone may move to
+// another image between two builds of the same commit.
+func TestImageBaseIsPinned(t *testing.T) {
+	dockerfile, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := regexp.MustCompile(`(?im)^FROM[ \t]+(?:--platform=\S+[ \t]+)?(\S+)(?:[ \t]+AS[ \t]+\S+)?[ \t]*$`).FindAllSubmatch(dockerfile, -1)
+	if len(from) < 2 {
+		t.Fatalf("%d FROM lines in the Dockerfile, want a build stage and a final stage", len(from))
+	}
+	final := string(from[len(from)-1][1])
+	pinned := regexp.MustCompile(`^gcr\.io/distroless/static:nonroot@sha256:([0-9a-f]{64})$`).FindStringSubmatch(final)
+	if pinned == nil {
+		t.Fatalf("the final stage is FROM %s, want gcr.io/distroless/static:nonroot@sha256:<64 hex digits>", final)
+	}
+	if strings.Count(pinned[1], pinned[1][:1]) == len(pinned[1]) {
+		t.Errorf("the digest %s is a placeholder", pinned[1])
+	}
+}
