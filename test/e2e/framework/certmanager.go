@@ -63,12 +63,16 @@ func CertManagerCRDs() (string, error) {
 }
 
 // StartCertManager runs cert-manager's own controllers (SelfSigned and CA issuers; see
-// test/tools/certmanager) against the control plane, as cert-manager-controller from e.BinDir
-// (<repo>/bin unless $KUBEBUILDER_ASSETS says otherwise; built by `make cert-manager`). The
-// cert-manager CRDs must already be installed (Options.CRDDirectoryPaths: CertManagerCRDs()).
-// ClusterIssuers read their Secrets from the namespace cert-manager.
+// test/tools/certmanager) and its cainjector against the control plane, as
+// cert-manager-controller from e.BinDir (<repo>/bin unless $KUBEBUILDER_ASSETS says otherwise;
+// built by `make cert-manager`), as a cert-manager install would run them: webhook
+// configurations, APIServices and CRDs annotated `cert-manager.io/inject-ca-from` get the CA of
+// the Certificate they name in their caBundle. The cert-manager CRDs must already be installed
+// (Options.CRDDirectoryPaths: CertManagerCRDs()). ClusterIssuers read their Secrets from the
+// namespace cert-manager.
 //
-// It returns once the controllers' informers have synced, or fails when ctx ends first. The
+// It returns once the informers of the controllers and of the cainjector have synced, or fails
+// when ctx ends first. The
 // process logs to cert-manager-controller.log in e.Dir. stop sends SIGTERM and waits (SIGKILL
 // after 10s); it returns an error, with the tail of the log, if the process exited on its own.
 // e.Stop also calls stop, before it stops the control plane, so calling stop is only needed
@@ -82,6 +86,7 @@ func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error
 		"--kubeconfig=" + e.Kubeconfig,
 		"--cluster-resource-namespace=cert-manager",
 		"--leader-elect=false",
+		"--cainjector=true",
 		"--v=2",
 	}
 	p, err := startProcess(e, "cert-manager-controller", "cert-manager-controller.log", path, args, nil)
@@ -104,7 +109,8 @@ func StartCertManager(ctx context.Context, e *Env) (stop func() error, err error
 		}
 		select {
 		case <-p.exited:
-			return nil, p.failure("exited before it was ready")
+			// A binary built before --cainjector existed exits at once: rebuild it.
+			return nil, fmt.Errorf("%w (if it is older than its source, run `make cert-manager`)", p.failure("exited before it was ready"))
 		case <-ctx.Done():
 			_ = stop()
 			return nil, fmt.Errorf("cert-manager-controller not ready: %w; last lines of %s:\n%s", ctx.Err(), logPath, tail(logPath, 30))

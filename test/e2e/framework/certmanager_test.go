@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
@@ -30,6 +33,7 @@ import (
 // guard's Certificates are issued in a cluster: a SelfSigned ClusterIssuer makes a CA, whose
 // key pair backs a CA ClusterIssuer (Secret in the cluster resource namespace, cert-manager)
 // and a CA Issuer (Secret in the namespace); both issue leaf certificates for a Service name.
+// Then cert-manager's cainjector injects CAs into webhook configurations.
 func TestCertManager(t *testing.T) {
 	crds, err := framework.CertManagerCRDs()
 	if err != nil {
@@ -145,6 +149,170 @@ func TestCertManager(t *testing.T) {
 				t.Errorf("the renewed certificate has the first one's serial number (%s)", first.serial)
 			}
 		})
+	}
+
+	// cert-manager's cainjector injects the CA of a Certificate into the caBundle of the
+	// webhook configurations that name it, and follows it when it changes.
+	t.Run("cainjector", func(t *testing.T) { testCAInjector(ctx, t, c) })
+}
+
+// testCAInjector is TestCertManager/cainjector: it needs the SelfSigned ClusterIssuer
+// "selfsigned" and the namespace "ns" of TestCertManager.
+func testCAInjector(ctx context.Context, t *testing.T, c client.Client) {
+	const (
+		ns          = "ns"
+		certificate = "webhook-serving"
+		secretName  = "webhook-serving-tls"
+	)
+	// Webhooks that are never called (no namespace has the label they select), only injected
+	// into: a MutatingWebhookConfiguration that names a Certificate, as the guard's install
+	// does, and a ValidatingWebhookConfiguration that names it too.
+	webhook := func(name string) (admissionregistrationv1.WebhookClientConfig, []admissionregistrationv1.RuleWithOperations, *metav1.LabelSelector) {
+		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:1/" + name)},
+			[]admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+			}},
+			&metav1.LabelSelector{MatchLabels: map[string]string{"e2e-never": "true"}}
+	}
+	var mutating []admissionregistrationv1.MutatingWebhook
+	for _, name := range []string{"one.e2e.test", "two.e2e.test"} {
+		cc, rules, sel := webhook(name)
+		mutating = append(mutating, admissionregistrationv1.MutatingWebhook{
+			Name: name, ClientConfig: cc, Rules: rules, NamespaceSelector: sel,
+			SideEffects: ptr.To(admissionregistrationv1.SideEffectClassNone), AdmissionReviewVersions: []string{"v1"},
+			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+		})
+	}
+	cc, rules, sel := webhook("validate.e2e.test")
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-cainjector", Annotations: map[string]string{"cert-manager.io/inject-ca-from": ns + "/" + certificate}},
+		Webhooks:   mutating,
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-cainjector", Annotations: map[string]string{"cert-manager.io/inject-ca-from": ns + "/" + certificate}},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "validate.e2e.test", ClientConfig: cc, Rules: rules, NamespaceSelector: sel,
+			SideEffects: ptr.To(admissionregistrationv1.SideEffectClassNone), AdmissionReviewVersions: []string{"v1"},
+			FailurePolicy: ptr.To(admissionregistrationv1.Ignore),
+		}},
+	}
+	// The configurations first, as `helm install` may create them before cert-manager issues:
+	// the cainjector must inject when the Certificate's Secret appears.
+	cmCreate(ctx, t, c, mwc)
+	cmCreate(ctx, t, c, vwc)
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), mwc)
+		_ = c.Delete(context.Background(), vwc)
+	})
+	// Self-signed, with a new key on every issuance: ca.crt is the certificate itself, so
+	// every renewal changes the CA the caBundles must follow.
+	crt := &cmapi.Certificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: certificate},
+		Spec: cmapi.CertificateSpec{
+			DNSNames:   []string{"webhook.ns.svc"},
+			SecretName: secretName,
+			PrivateKey: &cmapi.CertificatePrivateKey{RotationPolicy: cmapi.RotationPolicyAlways},
+			IssuerRef:  cmmeta.IssuerReference{Kind: cmapi.ClusterIssuerKind, Name: "selfsigned"},
+		},
+	}
+	created := time.Now()
+	cmCreate(ctx, t, c, crt)
+	cmWaitReady(ctx, t, c, crt, 30*time.Second)
+
+	// caBundles returns the caBundle of every webhook of both configurations.
+	caBundles := func() (map[string][]byte, error) {
+		out := map[string][]byte{}
+		var m admissionregistrationv1.MutatingWebhookConfiguration
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mwc), &m); err != nil {
+			return nil, err
+		}
+		for _, wh := range m.Webhooks {
+			out["MutatingWebhookConfiguration "+wh.Name] = wh.ClientConfig.CABundle
+		}
+		var v admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := c.Get(ctx, client.ObjectKeyFromObject(vwc), &v); err != nil {
+			return nil, err
+		}
+		for _, wh := range v.Webhooks {
+			out["ValidatingWebhookConfiguration "+wh.Name] = wh.ClientConfig.CABundle
+		}
+		return out, nil
+	}
+	// injected waits until every caBundle holds the CA of the Secret's ca.crt, and returns
+	// that CA and one of the caBundles. cert-manager merges: a caBundle keeps the CAs it had
+	// until they expire, so that a webhook still serving the previous certificate stays
+	// trusted while its pods reload the new one.
+	injected := func(what string) (ca *x509.Certificate, bundle []*x509.Certificate) {
+		t.Helper()
+		var last map[string][]byte
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			var s corev1.Secret
+			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, &s); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			cas := cmCertificates(s.Data["ca.crt"])
+			if len(cas) != 1 {
+				return false, nil
+			}
+			ca = cas[0]
+			var err error
+			if last, err = caBundles(); err != nil {
+				return false, err
+			}
+			for _, b := range last {
+				bundle = cmCertificates(b)
+				if !slices.ContainsFunc(bundle, ca.Equal) {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			var got []string
+			for name, b := range last {
+				got = append(got, fmt.Sprintf("%s: %d certificates", name, len(cmCertificates(b))))
+			}
+			t.Fatalf("%s: the caBundles do not hold the CA of the Secret's ca.crt: %v; %v", what, err, got)
+		}
+		return ca, bundle
+	}
+	first, bundle := injected("after the first issuance")
+	if len(bundle) != 1 {
+		t.Errorf("after the first issuance the caBundle holds %d certificates, want 1", len(bundle))
+	}
+	t.Logf("CA injected %s after the Certificate's creation", time.Since(created).Round(time.Millisecond))
+
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, secret); err != nil {
+		t.Fatal(err)
+	}
+	renewed := time.Now()
+	if _, err := framework.ReissueCertificate(ctx, c, ns, certificate, secret.Data[corev1.TLSCertKey]); err != nil {
+		t.Fatalf("renewing: %v", err)
+	}
+	second, bundle := injected("after a renewal")
+	if second.Equal(first) {
+		t.Fatal("the renewal kept the CA: nothing showed that the injection follows it")
+	}
+	if !slices.ContainsFunc(bundle, first.Equal) {
+		t.Error("after a renewal the caBundle lost the previous CA, which the webhook may still serve until it reloads")
+	}
+	t.Logf("new CA injected %s after the renewal was asked for; the caBundle holds %d CAs", time.Since(renewed).Round(time.Millisecond), len(bundle))
+}
+
+// cmCertificates are the certificates of a PEM bundle.
+func cmCertificates(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return out
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, cert)
+		}
 	}
 }
 

@@ -10,13 +10,20 @@
 //     SelfSigned and CA signers;
 //   - Issuers and ClusterIssuers (readiness of SelfSigned and CA issuers).
 //
+// With --cainjector it also runs cert-manager's cainjector in the same process, as
+// cert-manager's own cainjector binary sets it up (pkg/controller/cainjector.RegisterAllInjectors
+// on a controller-runtime manager, every injectable kind, the Certificate data source on): it
+// copies the CA of the Certificate named by `cert-manager.io/inject-ca-from` (or of the Secret
+// named by `cert-manager.io/inject-ca-from-secret`) into the caBundle of webhook
+// configurations, APIServices and CRD conversion webhooks.
+//
 // There is no leader election, no webhook (defaulting and validation of cert-manager's
 // resources), no metrics or health endpoint, and no ACME, Vault or Venafi issuer. It logs to
 // stderr (klog; -v=4 for debug) and exits cleanly on SIGTERM or SIGINT.
 //
 // Usage:
 //
-//	cert-manager-controller --kubeconfig=admin.kubeconfig [--cluster-resource-namespace=cert-manager]
+//	cert-manager-controller --kubeconfig=admin.kubeconfig [--cluster-resource-namespace=cert-manager] [--cainjector]
 package main
 
 import (
@@ -73,29 +80,34 @@ var controllers = []string{
 }
 
 func main() {
-	kubeconfig := flag.String("kubeconfig", "", "path of the kubeconfig of the API server (required)")
-	clusterResourceNamespace := flag.String("cluster-resource-namespace", "cert-manager",
+	// A flag set of its own: controller-runtime, imported for the cainjector, registers its
+	// own --kubeconfig on flag.CommandLine.
+	fs := flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	kubeconfig := fs.String("kubeconfig", "", "path of the kubeconfig of the API server (required)")
+	clusterResourceNamespace := fs.String("cluster-resource-namespace", "cert-manager",
 		"namespace of the Secrets referenced by ClusterIssuers (e.g. the key pair of a CA ClusterIssuer)")
-	leaderElect := flag.Bool("leader-elect", false, "accepted for compatibility with cert-manager's flags; only false is supported")
-	workers := flag.Int("concurrent-workers", 5, "workers of each controller")
-	minBackoff := flag.Duration("certificate-request-minimum-backoff-duration", time.Hour,
+	leaderElect := fs.Bool("leader-elect", false, "accepted for compatibility with cert-manager's flags; only false is supported")
+	workers := fs.Int("concurrent-workers", 5, "workers of each controller")
+	minBackoff := fs.Duration("certificate-request-minimum-backoff-duration", time.Hour,
 		"initial delay before a failed issuance is retried (cert-manager's default: 1h)")
-	maxBackoff := flag.Duration("certificate-request-maximum-backoff-duration", 32*time.Hour,
+	maxBackoff := fs.Duration("certificate-request-maximum-backoff-duration", 32*time.Hour,
 		"maximum delay before a failed issuance is retried (cert-manager's default: 32h)")
-	klog.InitFlags(flag.CommandLine) // -v, logs to stderr
-	flag.Parse()
+	withCAInjector := fs.Bool("cainjector", false,
+		"also run cert-manager's cainjector: the caBundle of webhook configurations, APIServices and CRDs annotated cert-manager.io/inject-ca-from(-secret)")
+	klog.InitFlags(fs) // -v, logs to stderr
+	_ = fs.Parse(os.Args[1:]) // exits on an error
 
 	if *kubeconfig == "" {
 		fmt.Fprintln(os.Stderr, "--kubeconfig is required")
-		flag.Usage()
+		fs.Usage()
 		os.Exit(2)
 	}
 	if *leaderElect {
 		fmt.Fprintln(os.Stderr, "--leader-elect=true is not supported: this runner is for tests only")
 		os.Exit(2)
 	}
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", flag.Args())
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", fs.Args())
 		os.Exit(2)
 	}
 	klog.EnableContextualLogging(true)
@@ -118,7 +130,7 @@ func main() {
 			CertificateRequestMinimumBackoffDuration: *minBackoff,
 			CertificateRequestMaximumBackoffDuration: *maxBackoff,
 		},
-	}, *workers); err != nil {
+	}, *workers, *withCAInjector); err != nil {
 		logf.Log.Error(err, "cert-manager controllers failed")
 		klog.Flush()
 		os.Exit(1)
@@ -126,10 +138,17 @@ func main() {
 	logf.Log.Info("cert-manager controllers stopped")
 }
 
-// run constructs the controllers, starts the shared informers they registered with, and runs
-// the controllers until ctx is cancelled.
-func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) error {
+// run constructs the controllers (and, with withCAInjector, the cainjector), starts the
+// shared informers they registered with, and runs the controllers until ctx is cancelled.
+func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int, withCAInjector bool) error {
 	log := logf.Log
+	var injector *caInjector
+	if withCAInjector {
+		var err error
+		if injector, err = newCAInjector(ctx, opts.Kubeconfig); err != nil {
+			return err
+		}
+	}
 	factory, err := controllerpkg.NewContextFactory(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("building the controller context: %w", err)
@@ -169,6 +188,7 @@ func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) er
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrls))
+	var injectorErr error // set before wg.Wait returns
 	for i, c := range ctrls {
 		wg.Go(func() {
 			log.Info("starting controller", "controller", c.name)
@@ -181,15 +201,34 @@ func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) er
 		})
 	}
 
+	var injectorSynced <-chan struct{}
+	if injector != nil {
+		injectorSynced = injector.synced
+		wg.Go(func() {
+			log.Info("starting cainjector")
+			if err := injector.mgr.Start(runCtx); err != nil && ctx.Err() == nil {
+				injectorErr = fmt.Errorf("cainjector: %w", err)
+				cancel()
+			}
+		})
+	}
+
 	shared.SharedInformerFactory.Start(runCtx.Done())
 	shared.KubeSharedInformerFactory.Start(runCtx.Done())
 	shared.HTTP01ResourceMetadataInformersFactory.Start(runCtx.Done())
 	synced := allSynced(shared.SharedInformerFactory.WaitForCacheSync(runCtx.Done())) &&
 		allSynced(shared.KubeSharedInformerFactory.WaitForCacheSync(runCtx.Done())) &&
 		allSynced(shared.HTTP01ResourceMetadataInformersFactory.WaitForCacheSync(runCtx.Done()))
+	if synced && injectorSynced != nil {
+		select {
+		case <-injectorSynced:
+		case <-runCtx.Done():
+			synced = false
+		}
+	}
 	if synced {
 		// test/e2e/framework.StartCertManager waits for this message.
-		log.Info(readyMessage, "controllers", len(ctrls))
+		log.Info(readyMessage, "controllers", len(ctrls), "cainjector", injector != nil)
 	}
 
 	<-runCtx.Done()
@@ -198,7 +237,7 @@ func run(ctx context.Context, opts controllerpkg.ContextOptions, workers int) er
 	shared.SharedInformerFactory.Shutdown()
 	shared.KubeSharedInformerFactory.Shutdown()
 	shared.HTTP01ResourceMetadataInformersFactory.Shutdown()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, injectorErr)...)
 }
 
 // allSynced reports whether every informer in the result of an informer factory's
