@@ -40,13 +40,15 @@ lint: ## Fail if gofmt would change a file or go vet finds a problem.
 	go vet ./...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the RBAC role in config/rbac from the kubebuilder markers, and copy it into the chart.
+manifests: $(CONTROLLER_GEN) ## Generate the API's deepcopy code, the CRDs in config/crd and the RBAC role in config/rbac from the kubebuilder markers, and copy them into the chart.
+	$(CONTROLLER_GEN) object paths=./internal/api/...
+	$(CONTROLLER_GEN) crd paths=./internal/api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=eck-metrics-guard paths=./internal/... output:rbac:artifacts:config=config/rbac
 	$(MAKE) --no-print-directory chart-sync
 
 .PHONY: verify-manifests
 verify-manifests: manifests ## Fail if the generated files differ from what is committed.
-	@git diff --exit-code -- config/ charts/ || { echo "generated files are out of date: run make manifests and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- config/ charts/ internal/api/)" || { git status --short -- config/ charts/ internal/api/; git diff -- config/ charts/ internal/api/; echo "generated files are out of date: run make manifests and commit"; exit 1; }
 
 .PHONY: test
 test: controlplane cert-manager eck-operator helm lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.

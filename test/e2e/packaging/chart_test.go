@@ -68,7 +68,8 @@ func chartVariants() []chartVariant {
 			in.must(t, "ServiceAccount", "eck-metrics-guard")
 			in.must(t, "Service", "eck-metrics-guard-metrics")
 			in.must(t, "ClusterRole", "eck-metrics-guard-metrics-reader")
-			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "CustomResourceDefinition", "Secret", "Role", "RoleBinding"} {
+			in.must(t, "CustomResourceDefinition", "metricssecuritypolicies.metrics-guard.eck.dev")
+			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Secret", "Role", "RoleBinding"} {
 				if n := len(in.ofKind(kind)); n != 0 {
 					t.Errorf("%d %s rendered by default", n, kind)
 				}

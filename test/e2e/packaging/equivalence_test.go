@@ -55,6 +55,9 @@ func TestChartEqualsKustomize(t *testing.T) {
 			}
 			return out
 		}
+		if len(crds(chart)) == 0 || len(crds(kust)) == 0 {
+			t.Fatalf("CRDs rendered: %d by the chart, %d by kustomize; want the MetricsSecurityPolicy CRD in both", len(crds(chart)), len(crds(kust)))
+		}
 		equal(t, "CustomResourceDefinitions", crds(chart), crds(kust))
 	})
 

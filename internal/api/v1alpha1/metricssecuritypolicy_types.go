@@ -1,0 +1,198 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Mode is how a MetricsSecurityPolicy acts on the ECK operators it covers.
+// +kubebuilder:validation:Enum=Audit;Mutate;Enforce
+type Mode string
+
+const (
+	// ModeAudit changes nothing: admission warnings and the policy's status report the
+	// operators whose metrics endpoint is not secured.
+	ModeAudit Mode = "Audit"
+	// ModeMutate secures every covered operator, as metrics-guard.eck.dev/secure: "true" on
+	// its namespace would; an operator (or its ConfigMap) may still opt out with "false".
+	ModeMutate Mode = "Mutate"
+	// ModeEnforce secures every covered operator and denies opting out.
+	ModeEnforce Mode = "Enforce"
+)
+
+// Strength orders modes: a namespace covered by several policies gets the strongest.
+func (m Mode) Strength() int {
+	switch m {
+	case ModeAudit:
+		return 1
+	case ModeMutate:
+		return 2
+	case ModeEnforce:
+		return 3
+	}
+	return 0
+}
+
+// MetricsSecurityPolicySpec says which namespaces a policy covers, how, and with which
+// defaults.
+type MetricsSecurityPolicySpec struct {
+	// NamespaceSelector selects the namespaces whose ECK operators the policy covers. An
+	// empty selector selects every namespace (the guard's exclusions still apply: kube-system
+	// and namespaces labelled metrics-guard.eck.dev/exclude).
+	// +optional
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// Mode is Audit (report only), Mutate (secure, opting out allowed) or Enforce (secure,
+	// opting out denied).
+	// +kubebuilder:default=Audit
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+
+	// Defaults apply to covered operators whose annotations (on the object, its ConfigMap or
+	// its namespace) do not choose otherwise. They override the guard's command-line defaults.
+	// +optional
+	Defaults PolicyDefaults `json:"defaults,omitempty"`
+}
+
+// PolicyDefaults are the settings a policy gives the operators it covers.
+// +kubebuilder:validation:XValidation:rule="!has(self.certificate) || has(self.issuer)",message="certificate needs issuer: the guard requests a Certificate only from an issuer"
+type PolicyDefaults struct {
+	// Issuer is the cert-manager issuer of the Certificate that backs each operator's
+	// metrics TLS Secret.
+	// +optional
+	Issuer *IssuerReference `json:"issuer,omitempty"`
+
+	// MetricsPort is the port the operators serve metrics on; unset picks the first free
+	// port from 8081 to 8099.
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	MetricsPort *int32 `json:"metricsPort,omitempty"`
+
+	// Certificate tunes the Certificates requested from Issuer.
+	// +optional
+	Certificate *CertificateDefaults `json:"certificate,omitempty"`
+
+	// ServiceMonitor creates (true) or not (false) a ServiceMonitor for each operator when
+	// the Prometheus Operator's CRDs are installed; unset follows the guard's
+	// --service-monitor flag.
+	// +optional
+	ServiceMonitor *bool `json:"serviceMonitor,omitempty"`
+}
+
+// IssuerReference names a cert-manager Issuer (in the operator's namespace) or ClusterIssuer.
+type IssuerReference struct {
+	// Name of the issuer.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// Kind is Issuer or ClusterIssuer.
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// +kubebuilder:default=Issuer
+	// +optional
+	Kind string `json:"kind,omitempty"`
+}
+
+// CertificateDefaults are the validity settings of requested Certificates.
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+type CertificateDefaults struct {
+	// Duration is the certificate's validity, at least one hour (Go duration, e.g. 2160h).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="must be at least 1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// RenewBefore is how long before expiry cert-manager renews it, at least five minutes
+	// (Go duration, e.g. 360h).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="must be at least 5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+// MetricsSecurityPolicyStatus reports the operators a policy covers.
+type MetricsSecurityPolicyStatus struct {
+	// ObservedGeneration is the generation of the spec the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Covered is the number of ECK operators in the selected namespaces.
+	// +optional
+	Covered int32 `json:"covered"`
+
+	// Compliant is how many of them serve their metrics in the end state.
+	// +optional
+	Compliant int32 `json:"compliant"`
+
+	// Operators lists every covered ECK operator, sorted by namespace and name.
+	// +listType=map
+	// +listMapKey=namespace
+	// +listMapKey=name
+	// +listMapKey=kind
+	// +optional
+	Operators []OperatorStatus `json:"operators,omitempty"`
+
+	// Conditions: Ready is True once the status describes the current spec.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// OperatorStatus is one covered ECK operator.
+type OperatorStatus struct {
+	// Namespace of the operator's workload.
+	Namespace string `json:"namespace"`
+	// Name of the operator's workload.
+	Name string `json:"name"`
+	// Kind of the workload: StatefulSet, or Deployment for OLM installs.
+	Kind string `json:"kind"`
+	// Version of ECK, when known.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Compliant is true when the operator is in the end state.
+	Compliant bool `json:"compliant"`
+	// Mode is the mode the operator is covered with: the strongest of the policies that
+	// select its namespace.
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+	// Reasons say what is missing, or why the operator is left alone.
+	// +optional
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// MetricsSecurityPolicy makes eck-metrics-guard cover every ECK operator in the namespaces it
+// selects: audit them, secure them, or secure them and deny opting out.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=msp,categories=eck-metrics-guard
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Covered",type=integer,JSONPath=`.status.covered`
+// +kubebuilder:printcolumn:name="Compliant",type=integer,JSONPath=`.status.compliant`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MetricsSecurityPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec MetricsSecurityPolicySpec `json:"spec,omitempty"`
+	// +optional
+	Status MetricsSecurityPolicyStatus `json:"status,omitempty"`
+}
+
+// MetricsSecurityPolicyList is a list of MetricsSecurityPolicy.
+//
+// +kubebuilder:object:root=true
+type MetricsSecurityPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MetricsSecurityPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MetricsSecurityPolicy{}, &MetricsSecurityPolicyList{})
+}
