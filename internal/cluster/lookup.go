@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -33,6 +34,8 @@ type Lookup interface {
 	ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
 	// Operators returns the ECK operator workloads of a namespace.
 	Operators(ctx context.Context, namespace string) ([]Workload, error)
+	// Coverage returns the MetricsSecurityPolicy that covers a namespace, or nil.
+	Coverage(ctx context.Context, namespace string) (*policy.Coverage, error)
 }
 
 // IndexConfigMap indexes ECK operator workloads by the ConfigMap that holds their eck.yaml.
@@ -42,21 +45,49 @@ const IndexConfigMap = "eck.configmap"
 // StatefulSets, Deployments and ConfigMaps trimmed by Transform.
 type CachedLookup struct {
 	Reader client.Reader
+	// Policies is false when the MetricsSecurityPolicy CRD is not installed: then no
+	// namespace is covered by a policy.
+	Policies bool
 }
 
 var _ Lookup = CachedLookup{}
 
-// NamespaceAnnotations implements Lookup.
-func (l CachedLookup) NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error) {
+// namespace returns a namespace's metadata, or nil when it does not exist.
+func (l CachedLookup) namespace(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := l.Reader.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+	if err := l.Reader.Get(ctx, types.NamespacedName{Name: name}, ns); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("failed to read namespace %s: %w", namespace, err)
+		return nil, fmt.Errorf("failed to read namespace %s: %w", name, err)
+	}
+	return ns, nil
+}
+
+// NamespaceAnnotations implements Lookup.
+func (l CachedLookup) NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error) {
+	ns, err := l.namespace(ctx, namespace)
+	if ns == nil || err != nil {
+		return nil, err
 	}
 	return ns.Annotations, nil
+}
+
+// Coverage implements Lookup.
+func (l CachedLookup) Coverage(ctx context.Context, namespace string) (*policy.Coverage, error) {
+	if !l.Policies {
+		return nil, nil
+	}
+	ns, err := l.namespace(ctx, namespace)
+	if ns == nil || err != nil {
+		return nil, err
+	}
+	var policies v1alpha1.MetricsSecurityPolicyList
+	if err := l.Reader.List(ctx, &policies); err != nil {
+		return nil, fmt.Errorf("failed to list MetricsSecurityPolicies: %w", err)
+	}
+	return policy.Cover(policies.Items, namespace, ns.Labels), nil
 }
 
 // ConfigMap implements Lookup.
@@ -129,6 +160,9 @@ func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults
 	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: defaults}
 	var err error
 	if in.NamespaceAnnotations, err = l.NamespaceAnnotations(ctx, namespace); err != nil {
+		return in, err
+	}
+	if in.Coverage, err = l.Coverage(ctx, namespace); err != nil {
 		return in, err
 	}
 	if w.Operator.ConfigMapName != "" {

@@ -54,6 +54,14 @@ const (
 
 	// ManagedByValue is LabelManagedBy's value.
 	ManagedByValue = "eck-metrics-guard"
+
+	// LabelExclude on a Namespace keeps the guard out of it: the webhook configuration
+	// does not send its objects, and no MetricsSecurityPolicy covers it. The guard's own
+	// namespace carries it.
+	LabelExclude = "metrics-guard.eck.dev/exclude"
+
+	// SystemNamespace is never covered by a policy, nor sent to the webhook.
+	SystemNamespace = "kube-system"
 )
 
 // Names of what the guard adds to the operator's pod.

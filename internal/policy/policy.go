@@ -32,7 +32,8 @@ const (
 )
 
 // Defaults are what the guard uses when an operator's annotations say nothing: the
-// command-line flags of the CLI and the server (and, later, a MetricsSecurityPolicy).
+// command-line flags of the CLI and the server, under those of the covering
+// MetricsSecurityPolicy (Input.Coverage).
 type Defaults struct {
 	// Port is the metrics port; 0 picks the first free port of PortSequence.
 	Port int
@@ -60,16 +61,29 @@ type Input struct {
 	ConfigKey string
 
 	Defaults Defaults
+	// Coverage is the MetricsSecurityPolicy that covers the namespace; nil when none does.
+	Coverage *Coverage
 }
 
-// Decision is the outcome for one operator. Errs means the request must be denied.
-// Otherwise Plan is nil when nothing is to be done, and Skip says why.
+// Decision is the outcome for one operator. Errs (invalid settings) and Denied (what an
+// Enforce policy forbids) mean the request must be denied; with Errs nothing is planned, but
+// with Denied the Plan is there, and the controller secures the operator anyway. Plan is nil
+// when nothing is to be done, and Skip says why.
 type Decision struct {
 	Guarded  bool
 	Plan     *Plan
 	Skip     string
 	Warnings []string
 	Errs     field.ErrorList
+	Denied   field.ErrorList
+}
+
+// Refused is every reason to deny the request, or nil.
+func (d Decision) Refused() field.ErrorList {
+	if len(d.Errs)+len(d.Denied) == 0 {
+		return nil
+	}
+	return append(slices.Clone(d.Errs), d.Denied...)
 }
 
 // Plan is the metrics end state of one guarded operator; package mutate applies it.
@@ -116,8 +130,9 @@ func (p *Plan) Hash() string {
 // Decide is the single decision all front doors (webhook, controller, CLI) share.
 func Decide(in Input) Decision {
 	var d Decision
+	in.Defaults = in.withPolicy()
 	annotations := merged(in)
-	guarded, why, err := optedIn(in)
+	guarded, optedOut, why, err := optedIn(in)
 	if err != nil {
 		d.Errs = append(d.Errs, err)
 	}
@@ -125,11 +140,33 @@ func Decide(in Input) Decision {
 	if len(d.Errs) > 0 {
 		return d
 	}
+	switch {
+	case guarded:
+	case optedOut != "" && in.enforced():
+		if optedOut == "namespace" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, meta.AnnotationSecure, in.namespace()))
+		} else {
+			d.Denied = append(d.Denied, optOutForbidden(in, optedOut))
+		}
+		guarded = true
+	case optedOut == "" && in.secures():
+		guarded = true
+	}
 	if !guarded {
 		d.Skip = why
+		if in.Coverage != nil && in.Operator != nil {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s covers %s %s/%s, and its metrics endpoint is not secured: %s", in.Coverage, in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, why))
+		}
 		return d
 	}
 	d.Guarded = true
+	if weak := weakening(in); in.enforced() {
+		d.Denied = append(d.Denied, weak...)
+	} else {
+		for _, e := range weak {
+			d.Warnings = append(d.Warnings, e.Error())
+		}
+	}
 
 	if in.Operator != nil {
 		if ok, why := in.Operator.SupportsSecureMetrics(); !ok {
@@ -218,8 +255,8 @@ func merged(in Input) map[string]string {
 }
 
 // optedIn: the workload's annotation wins over its ConfigMap's, which wins over the
-// namespace's. When not guarded, it says why.
-func optedIn(in Input) (bool, string, *field.Error) {
+// namespace's. When not guarded, it says why, and optedOut names the holder of a "false".
+func optedIn(in Input) (guarded bool, optedOut, why string, err *field.Error) {
 	var cm map[string]string
 	if in.ConfigMap != nil {
 		cm = in.ConfigMap.Annotations
@@ -229,15 +266,19 @@ func optedIn(in Input) (bool, string, *field.Error) {
 		if !ok {
 			continue
 		}
+		holder := []string{"workload", "ConfigMap", "namespace"}[i]
 		switch v {
 		case "true":
-			return true, "", nil
+			return true, "", "", nil
 		case "false":
-			return false, fmt.Sprintf("opted out: the %s has %s: \"false\"", []string{"workload", "ConfigMap", "namespace"}[i], meta.AnnotationSecure), nil
+			return false, holder, fmt.Sprintf("opted out: the %s has %s: \"false\"", holder, meta.AnnotationSecure), nil
 		}
-		return false, "", field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
+		return false, "", "", field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
 	}
-	return false, "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`, nil
+	if in.Coverage != nil && !in.secures() {
+		return false, "", fmt.Sprintf("not opted in: %s only audits, and neither the object nor its namespace has %s: \"true\"", in.Coverage, meta.AnnotationSecure), nil
+	}
+	return false, "", "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`, nil
 }
 
 func annotationPath(key string) *field.Path {

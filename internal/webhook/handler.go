@@ -118,6 +118,9 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, req.Namespace); err != nil {
 		return h.failOpen(ctx, err)
 	}
+	if in.Coverage, err = h.Lookup.Coverage(ctx, req.Namespace); err != nil {
+		return h.failOpen(ctx, err)
+	}
 	d := policy.Decide(in)
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
@@ -171,9 +174,9 @@ func (h *Handler) failOpen(ctx context.Context, err error) admission.Response {
 // early answers requests that get no patch: denied, or left alone (with the reason).
 func (h *Handler) early(ctx context.Context, req admission.Request, d policy.Decision) (admission.Response, bool) {
 	log := logf.FromContext(ctx)
-	if len(d.Errs) > 0 {
-		log.V(1).Info("denied", "reason", d.Errs.ToAggregate().Error())
-		return invalid(req, d.Errs), true
+	if refused := d.Refused(); refused != nil {
+		log.V(1).Info("denied", "reason", refused.ToAggregate().Error())
+		return invalid(req, refused), true
 	}
 	if d.Plan == nil {
 		log.V(1).Info("left unchanged", "reason", d.Skip)

@@ -18,9 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
 // fakeLookup serves the handlers' reads from memory; the real cache is exercised by the
@@ -29,6 +31,11 @@ type fakeLookup struct {
 	namespaces map[string]map[string]string
 	configMaps map[string]*corev1.ConfigMap
 	workloads  []cluster.Workload
+	coverage   map[string]*policy.Coverage
+}
+
+func (f *fakeLookup) Coverage(_ context.Context, ns string) (*policy.Coverage, error) {
+	return f.coverage[ns], nil
 }
 
 func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
@@ -265,5 +272,43 @@ func TestInternalErrorsAdmitUnchanged(t *testing.T) {
 		if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "admitted unchanged") {
 			t.Errorf("%s: allowed %v, %d operations, warnings %q: the guard must not block writes", name, resp.Allowed, len(resp.Patches), resp.Warnings)
 		}
+	}
+}
+
+func TestPolicyModes(t *testing.T) {
+	optOut := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/secure": "false", `, 1)
+	tests := map[string]struct {
+		mode    v1alpha1.Mode
+		raw     string
+		allowed bool
+		patched bool
+		message string // in the denial, or in a warning
+	}{
+		"audit warns":              {mode: v1alpha1.ModeAudit, raw: statefulSetJSON, allowed: true, message: "MetricsSecurityPolicy platform (Audit) covers StatefulSet elastic-system/elastic-operator, and its metrics endpoint is not secured"},
+		"mutate secures":           {mode: v1alpha1.ModeMutate, raw: statefulSetJSON, allowed: true, patched: true},
+		"mutate allows an opt-out": {mode: v1alpha1.ModeMutate, raw: optOut, allowed: true, message: "opted out"},
+		"enforce denies an opt-out": {mode: v1alpha1.ModeEnforce, raw: optOut,
+			message: `StatefulSet.apps "elastic-operator" is invalid: metadata.annotations[metrics-guard.eck.dev/secure]: Forbidden: MetricsSecurityPolicy platform (Enforce) enforces secure metrics in namespace elastic-system: the StatefulSet may not opt out with "false"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := &Handler{Lookup: &fakeLookup{coverage: map[string]*policy.Coverage{"elastic-system": {Policy: "platform", Mode: tc.mode}}}}
+			req := request(statefulSets, "elastic-system", tc.raw)
+			req.Name = "elastic-operator"
+			resp := h.Handle(context.Background(), req)
+			if resp.Allowed != tc.allowed || (len(resp.Patches) > 0) != tc.patched {
+				t.Fatalf("allowed %v with %d operations, want allowed %v, patched %v (%v)", resp.Allowed, len(resp.Patches), tc.allowed, tc.patched, resp.Result)
+			}
+			said := strings.Join(resp.Warnings, "\n")
+			if !resp.Allowed {
+				said = resp.Result.Message
+				if resp.Result.Code != http.StatusUnprocessableEntity {
+					t.Errorf("code %d, want 422", resp.Result.Code)
+				}
+			}
+			if !strings.Contains(said, tc.message) {
+				t.Errorf("said %q, want it to contain %q", said, tc.message)
+			}
+		})
 	}
 }

@@ -1,0 +1,152 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+)
+
+// Coverage is the MetricsSecurityPolicy that governs an operator's namespace: of the policies
+// whose selector matches it, the one with the strongest mode (on a tie, the first by name).
+type Coverage struct {
+	Policy   string
+	Mode     v1alpha1.Mode
+	Defaults v1alpha1.PolicyDefaults
+}
+
+// Cover returns the Coverage of a namespace, or nil when no policy selects it. A policy with
+// an invalid selector selects nothing (its status says why), and no policy covers kube-system
+// or a namespace labelled metrics-guard.eck.dev/exclude.
+func Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
+	if Excluded(namespace, namespaceLabels) {
+		return nil
+	}
+	var best *v1alpha1.MetricsSecurityPolicy
+	for i := range policies {
+		p := &policies[i]
+		if !p.DeletionTimestamp.IsZero() || !Selects(p, namespaceLabels) {
+			continue
+		}
+		if best == nil || stronger(p, best) {
+			best = p
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return &Coverage{Policy: best.Name, Mode: ModeOf(best), Defaults: best.Spec.Defaults}
+}
+
+func stronger(a, b *v1alpha1.MetricsSecurityPolicy) bool {
+	sa, sb := ModeOf(a).Strength(), ModeOf(b).Strength()
+	return sa > sb || (sa == sb && a.Name < b.Name)
+}
+
+// Excluded reports whether the guard stays out of a namespace.
+func Excluded(namespace string, namespaceLabels map[string]string) bool {
+	_, excluded := namespaceLabels[meta.LabelExclude]
+	return excluded || namespace == meta.SystemNamespace
+}
+
+// ModeOf is a policy's mode; the API server defaults it to Audit, and so does this.
+func ModeOf(p *v1alpha1.MetricsSecurityPolicy) v1alpha1.Mode {
+	if p.Spec.Mode == "" {
+		return v1alpha1.ModeAudit
+	}
+	return p.Spec.Mode
+}
+
+// Selects reports whether a policy covers a namespace with the given labels.
+func Selects(p *v1alpha1.MetricsSecurityPolicy, namespaceLabels map[string]string) bool {
+	sel, err := Selector(p)
+	return err == nil && sel.Matches(labels.Set(namespaceLabels))
+}
+
+// Selector is a policy's namespace selector, or an error that names the field.
+func Selector(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&p.Spec.NamespaceSelector)
+	if err != nil {
+		return nil, field.Invalid(field.NewPath("spec", "namespaceSelector"), p.Spec.NamespaceSelector, err.Error())
+	}
+	return sel, nil
+}
+
+// withPolicy is the input's defaults with the covering policy's on top.
+func (in Input) withPolicy() Defaults {
+	d := in.Defaults
+	if in.Coverage == nil {
+		return d
+	}
+	pd := in.Coverage.Defaults
+	if pd.MetricsPort != nil {
+		d.Port = int(*pd.MetricsPort)
+	}
+	if pd.Issuer != nil {
+		d.Issuer, d.IssuerKind = pd.Issuer.Name, pd.Issuer.Kind
+	}
+	return d
+}
+
+// enforced reports whether a policy in Enforce mode covers the input.
+func (in Input) enforced() bool {
+	return in.Coverage != nil && in.Coverage.Mode == v1alpha1.ModeEnforce
+}
+
+// secures reports whether the covering policy secures operators that did not opt in.
+func (in Input) secures() bool {
+	return in.Coverage != nil && in.Coverage.Mode.Strength() >= v1alpha1.ModeMutate.Strength()
+}
+
+func (c *Coverage) String() string {
+	return fmt.Sprintf("MetricsSecurityPolicy %s (%s)", c.Policy, c.Mode)
+}
+
+// weakening finds what, in the operator's manager container, keeps secure metrics off in a way
+// the guard cannot fix: ECK reads METRICS_SECURE, METRICS_PORT and METRICS_CERT_DIR ahead of
+// eck.yaml, and a value taken from elsewhere (valueFrom) cannot be set by a patch.
+func weakening(in Input) field.ErrorList {
+	if in.Operator == nil || in.Template == nil || in.Operator.ContainerIndex >= len(in.Template.Spec.Containers) {
+		return nil
+	}
+	var errs field.ErrorList
+	i := in.Operator.ContainerIndex
+	envPath := field.NewPath("spec", "template", "spec").Child("containers").Index(i).Child("env")
+	for j, e := range in.Template.Spec.Containers[i].Env {
+		if e.ValueFrom == nil {
+			continue
+		}
+		for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort, eckconfig.KeyMetricsCertDir} {
+			if e.Name == strings.ToUpper(strings.ReplaceAll(key, "-", "_")) {
+				errs = append(errs, field.Forbidden(envPath.Index(j).Child("valueFrom"),
+					fmt.Sprintf("%s overrides eck.yaml's %s and the guard cannot set it; give it a value (it will be set to the secure one) or remove it", e.Name, key)))
+			}
+		}
+	}
+	return errs
+}
+
+// optOutForbidden is the error for an opt-out that an Enforce policy denies.
+func optOutForbidden(in Input, holder string) *field.Error {
+	if holder == "workload" && in.Operator != nil {
+		holder = in.Operator.Kind
+	}
+	return field.Forbidden(annotationPath(meta.AnnotationSecure),
+		fmt.Sprintf("%s enforces secure metrics in namespace %s: the %s may not opt out with \"false\"", in.Coverage, in.namespace(), holder))
+}
+
+func (in Input) namespace() string {
+	switch {
+	case in.Operator != nil:
+		return in.Operator.Namespace
+	case in.ConfigMap != nil:
+		return in.ConfigMap.Namespace
+	}
+	return ""
+}
