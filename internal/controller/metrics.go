@@ -22,3 +22,14 @@ var operators = prometheus.NewCounterVec(prometheus.CounterOpts{
 func init() {
 	metrics.Registry.MustRegister(operators)
 }
+
+// policyOperators is, per MetricsSecurityPolicy, how many covered ECK operators are in the
+// end state (compliant="true") and how many are not.
+var policyOperators = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "eck_metrics_guard_policy_operators",
+	Help: "ECK operators covered by a MetricsSecurityPolicy, by compliance.",
+}, []string{"policy", "compliant"})
+
+func init() {
+	metrics.Registry.MustRegister(policyOperators)
+}

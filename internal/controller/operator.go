@@ -23,12 +23,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -52,6 +55,25 @@ type Options struct {
 	Defaults       policy.Defaults
 	Certificate    mutate.CertificateOptions
 	ServiceMonitor bool
+}
+
+// covered is the options with the covering policy's defaults on top.
+func (o Options) covered(c *policy.Coverage) Options {
+	if c == nil {
+		return o
+	}
+	if c.Defaults.ServiceMonitor != nil {
+		o.ServiceMonitor = *c.Defaults.ServiceMonitor
+	}
+	if cert := c.Defaults.Certificate; cert != nil {
+		if cert.Duration != nil {
+			o.Certificate.Duration = cert.Duration.Duration
+		}
+		if cert.RenewBefore != nil {
+			o.Certificate.RenewBefore = cert.RenewBefore.Duration
+		}
+	}
+	return o
 }
 
 // OperatorReconciler brings one ECK operator workload (a StatefulSet, or an OLM install's
@@ -87,6 +109,12 @@ func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		certificates.SetGroupVersionKind(certificateGVK)
 		b = b.Watches(certificates, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), r.newObject(), handler.OnlyControllerOwner()))
 	}
+	if PoliciesServed(mgr.GetRESTMapper()) {
+		// A policy that starts covering a namespace, or changes its mode or defaults, brings
+		// every operator back; its status updates (no new generation) do not.
+		b = b.Watches(&v1alpha1.MetricsSecurityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.allOperators),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	}
 	return b.Complete(r)
 }
 
@@ -94,6 +122,18 @@ func namespaceMetadata() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return ns
+}
+
+// PoliciesServed reports whether the MetricsSecurityPolicy CRD is installed.
+func PoliciesServed(mapper meta.RESTMapper) bool {
+	_, err := mapper.RESTMapping(v1alpha1.GroupVersion.WithKind("MetricsSecurityPolicy").GroupKind(), v1alpha1.GroupVersion.Version)
+	return err == nil
+}
+
+// allOperators maps anything to every ECK operator of the cluster (a Namespace named ""
+// stands for all of them).
+func (r *OperatorReconciler) allOperators(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.operatorsInNamespace(ctx, namespaceMetadata())
 }
 
 // operatorsInNamespace maps a Namespace, or an object in one, to the ECK operators there.
@@ -115,7 +155,7 @@ func (r *OperatorReconciler) operatorsInNamespace(ctx context.Context, obj clien
 		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name != w.Operator.ConfigMapName {
 			continue
 		}
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: w.Operator.Name}})
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.Operator.Namespace, Name: w.Operator.Name}})
 	}
 	return reqs
 }
@@ -144,6 +184,11 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		operators.WithLabelValues(stateInvalid).Inc()
 		return reconcile.Result{}, nil
 	}
+	if len(d.Denied) > 0 {
+		// An Enforce policy would deny this object today; it was admitted before the policy
+		// or while the webhook was down. What can be secured is secured.
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "PolicyViolation", "Reconcile", "secured anyway: %v", d.Denied.ToAggregate())
+	}
 	if d.Plan == nil {
 		if d.Guarded {
 			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
@@ -152,6 +197,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, nil
 	}
 	plan := d.Plan
+	opts := r.Options.covered(in.Coverage)
 
 	if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
 		return reconcile.Result{}, err
@@ -163,12 +209,12 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err := r.apply(ctx, sts, mutate.AuthDelegatorBinding(op), false); err != nil {
 		return reconcile.Result{}, err
 	}
-	if cert := mutate.Certificate(op, plan, service.Name, r.Options.Certificate); cert != nil {
+	if cert := mutate.Certificate(op, plan, service.Name, opts.Certificate); cert != nil {
 		if err := r.applyIfServed(ctx, sts, cert, certificateGVK); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
-	if r.Options.ServiceMonitor {
+	if opts.ServiceMonitor {
 		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
 			if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
 				return reconcile.Result{}, err

@@ -26,6 +26,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
@@ -128,6 +129,9 @@ func Scheme() *runtime.Scheme {
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		panic(err)
 	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
 	return s
 }
 
@@ -180,13 +184,23 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			return nil, err
 		}
 	}
-	lookup := cluster.CachedLookup{Reader: mgr.GetCache()}
+	// Policies are on when their CRD is installed (the chart and config/default install it);
+	// without it the guard runs on annotations alone. Installing it later needs a restart.
+	policies := controller.PoliciesServed(mgr.GetRESTMapper())
+	if !policies {
+		mgr.GetLogger().Info("the MetricsSecurityPolicy CRD is not installed: policies are off, annotations alone opt in", "crd", "metricssecuritypolicies."+v1alpha1.GroupVersion.Group)
+	}
+	lookup := cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies}
 	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
 
 	// Start the informers with the manager, so that /readyz waits for them and the first
 	// admission request does not.
-	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.Deployment{}, &corev1.ConfigMap{}, namespaceMetadata()} {
+	cached := []client.Object{&appsv1.StatefulSet{}, &appsv1.Deployment{}, &corev1.ConfigMap{}, namespaceMetadata()}
+	if policies {
+		cached = append(cached, &v1alpha1.MetricsSecurityPolicy{})
+	}
+	for _, obj := range cached {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("failed to set up the cache for %T: %w", obj, err)
 		}
@@ -209,6 +223,12 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("failed to set up the controller: %w", err)
+		}
+	}
+	if o.Controller.Enabled && policies {
+		r := &controller.PolicyReconciler{Client: mgr.GetClient(), Lookup: lookup}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("failed to set up the policy controller: %w", err)
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

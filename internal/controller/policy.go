@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+// ConditionReady is the condition a MetricsSecurityPolicy's status carries: True when the
+// status describes the current spec, False when the spec cannot be applied (its reason says
+// why).
+const ConditionReady = "Ready"
+
+// PolicyReconciler keeps the status of every MetricsSecurityPolicy true: the ECK operators
+// in the namespaces it selects and whether each is in the end state. It writes nothing else;
+// the OperatorReconcilers secure the operators.
+type PolicyReconciler struct {
+	Client client.Client
+	Lookup cluster.Lookup
+}
+
+// SetupWithManager registers the controller: policies are its primary objects, and any
+// change to a workload, ConfigMap, Service or Namespace brings back every policy (there are
+// few, and each reconcile reads the cache only).
+func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(r.allPolicies)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("metricssecuritypolicy").
+		For(&v1alpha1.MetricsSecurityPolicy{}).
+		Watches(&appsv1.StatefulSet{}, all).
+		Watches(&appsv1.Deployment{}, all).
+		Watches(&corev1.ConfigMap{}, all).
+		Watches(&corev1.Service{}, all).
+		Watches(namespaceMetadata(), all).
+		Complete(r)
+}
+
+func (r *PolicyReconciler) allPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1alpha1.MetricsSecurityPolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, p := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+	}
+	return reqs
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *PolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	p := &v1alpha1.MetricsSecurityPolicy{}
+	if err := r.Client.Get(ctx, req.NamespacedName, p); err != nil {
+		if apierrors.IsNotFound(err) {
+			policyOperators.DeletePartialMatch(map[string]string{"policy": req.Name})
+		}
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	status, err := r.report(ctx, p)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	policyOperators.WithLabelValues(p.Name, "true").Set(float64(status.Compliant))
+	policyOperators.WithLabelValues(p.Name, "false").Set(float64(status.Covered - status.Compliant))
+	if equality.Semantic.DeepEqual(status, p.Status) {
+		return reconcile.Result{}, nil
+	}
+	p.Status = status
+	if err := r.Client.Status().Update(ctx, p); err != nil {
+		return reconcile.Result{}, fmt.Errorf("failed to update the status of MetricsSecurityPolicy %s: %w", p.Name, err)
+	}
+	return reconcile.Result{}, nil
+}
+
+// report computes a policy's status from the cache.
+func (r *PolicyReconciler) report(ctx context.Context, p *v1alpha1.MetricsSecurityPolicy) (v1alpha1.MetricsSecurityPolicyStatus, error) {
+	status := v1alpha1.MetricsSecurityPolicyStatus{ObservedGeneration: p.Generation, Conditions: slices.Clone(p.Status.Conditions)}
+	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Reported", ObservedGeneration: p.Generation,
+		Message: "the status lists every ECK operator in the selected namespaces"}
+	selector, err := policy.Selector(p)
+	if err != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "InvalidSelector", err.Error()
+		apimeta.SetStatusCondition(&status.Conditions, ready)
+		return status, nil
+	}
+	var namespaces metav1.PartialObjectMetadataList
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.Client.List(ctx, &namespaces, client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return status, fmt.Errorf("failed to list namespaces: %w", err)
+	}
+	for _, ns := range namespaces.Items {
+		if policy.Excluded(ns.Name, ns.Labels) {
+			continue
+		}
+		ops, err := r.operators(ctx, ns.Name)
+		if err != nil {
+			return status, err
+		}
+		status.Operators = append(status.Operators, ops...)
+	}
+	slices.SortFunc(status.Operators, func(a, b v1alpha1.OperatorStatus) int {
+		return strings.Compare(a.Namespace+"/"+a.Name+"/"+a.Kind, b.Namespace+"/"+b.Name+"/"+b.Kind)
+	})
+	status.Covered = int32(len(status.Operators))
+	for _, o := range status.Operators {
+		if o.Compliant {
+			status.Compliant++
+		}
+	}
+	apimeta.SetStatusCondition(&status.Conditions, ready)
+	return status, nil
+}
+
+// operators reports on the ECK operators of one namespace.
+func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v1alpha1.OperatorStatus, error) {
+	workloads, err := r.Lookup.Operators(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	var services corev1.ServiceList
+	if len(workloads) > 0 {
+		if err := r.Client.List(ctx, &services, client.InNamespace(namespace)); err != nil {
+			return nil, fmt.Errorf("failed to list Services in %s: %w", namespace, err)
+		}
+	}
+	var out []v1alpha1.OperatorStatus
+	for _, w := range workloads {
+		in, err := cluster.Input(ctx, r.Lookup, namespace, w, policy.Defaults{})
+		if err != nil {
+			return nil, err
+		}
+		entry := v1alpha1.OperatorStatus{Namespace: namespace, Name: w.Operator.Name, Kind: w.Operator.Kind}
+		if in.Coverage != nil {
+			entry.Mode = in.Coverage.Mode
+		}
+		if w.Operator.Version != nil {
+			entry.Version = w.Operator.Version.String()
+		}
+		if ok, why := w.Operator.SupportsSecureMetrics(); !ok {
+			entry.Reasons = []string{why}
+			out = append(out, entry)
+			continue
+		}
+		port, findings := compliance.Operator(w.Operator, w.Template, in.ConfigMap)
+		if len(findings) == 0 {
+			findings = compliance.Service(w.Operator, port, services.Items)
+		}
+		if len(findings) > 0 {
+			if d := policy.Decide(in); d.Plan == nil && d.Skip != "" {
+				findings = append(findings, d.Skip)
+			}
+		}
+		entry.Compliant, entry.Reasons = len(findings) == 0, findings
+		out = append(out, entry)
+	}
+	return out, nil
+}

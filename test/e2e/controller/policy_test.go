@@ -1,0 +1,195 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
+)
+
+// TestPolicyValidation: the API server itself refuses a MetricsSecurityPolicy that makes no
+// sense, with a message that names the field (the CRD's schema and CEL rules), and accepts
+// the sample in config/samples.
+func TestPolicyValidation(t *testing.T) {
+	t.Parallel()
+	env.MustKubectl(t, "apply", "--server-side", "--dry-run=server", "-f", filepath.Join(repo, "config", "samples", "policy.yaml"))
+
+	port := func(p int32) *int32 { return &p }
+	dur := func(s string) *metav1.Duration {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &metav1.Duration{Duration: d}
+	}
+	issuer := &v1alpha1.IssuerReference{Name: "ca"}
+	tests := map[string]struct {
+		spec v1alpha1.MetricsSecurityPolicySpec
+		want string
+	}{
+		"unknown mode": {spec: v1alpha1.MetricsSecurityPolicySpec{Mode: "Block"},
+			want: `spec.mode: Unsupported value: "Block": supported values: "Audit", "Mutate", "Enforce"`},
+		"privileged port": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{MetricsPort: port(80)}},
+			want: "spec.defaults.metricsPort: Invalid value: 80: spec.defaults.metricsPort in body should be greater than or equal to 1024"},
+		"issuer kind": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "ca", Kind: "Vault"}}},
+			want: `spec.defaults.issuer.kind: Unsupported value: "Vault": supported values: "Issuer", "ClusterIssuer"`},
+		"issuer name": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "My_CA"}}},
+			want: `spec.defaults.issuer.name: Invalid value: "My_CA"`},
+		"renewBefore not shorter than duration": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: issuer,
+			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("24h"), RenewBefore: dur("48h")}}},
+			want: "spec.defaults.certificate: Invalid value: renewBefore must be shorter than duration"},
+		"duration too short": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: issuer,
+			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("10m")}}},
+			want: `spec.defaults.certificate.duration: Invalid value: "10m0s": must be at least 1h`},
+		"certificate without issuer": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{
+			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("24h")}}},
+			want: "certificate needs issuer"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "invalid-"}, Spec: tc.spec}
+			err := env.Client.Create(context.Background(), p, client.DryRunAll)
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("create: %v\nwant an Invalid error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPolicyAuditMutateEnforce walks one ECK operator, in a namespace that only a label
+// connects to a policy, through the three modes: Audit reports it and changes nothing; Mutate
+// secures it with the policy's issuer, certificate lifetime and ServiceMonitor choice; Enforce
+// denies opting out, which Mutate allowed.
+func TestPolicyAuditMutateEnforce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	selector := map[string]string{"e2e.metrics-guard.eck.dev/policy": fmt.Sprintf("walk-%d", time.Now().UnixNano())}
+	ns := env.Namespace(t, "e2e-policy", nil, selector)
+	caIssuer(t, ns)
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	o := env.Operator(t, ns)
+	name := o.Op.Name + "-metrics-guard"
+
+	p := &v1alpha1.MetricsSecurityPolicy{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-walk-"},
+		Spec: v1alpha1.MetricsSecurityPolicySpec{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: selector},
+			// Mode left out: the API server defaults it to Audit.
+			Defaults: v1alpha1.PolicyDefaults{
+				Issuer:         &v1alpha1.IssuerReference{Name: "e2e-ca"},
+				Certificate:    &v1alpha1.CertificateDefaults{Duration: &metav1.Duration{Duration: 48 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 12 * time.Hour}},
+				ServiceMonitor: ptr(false),
+			},
+		},
+	}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	if p.Spec.Mode != v1alpha1.ModeAudit {
+		t.Errorf("mode defaulted to %q, want Audit", p.Spec.Mode)
+	}
+
+	// Audit: the status lists the operator as not compliant, says why, and nothing changes.
+	status := waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
+		return s.Covered == 1 && len(s.Operators) == 1 && len(s.Operators[0].Reasons) > 0
+	})
+	entry := status.Operators[0]
+	if entry.Compliant || status.Compliant != 0 || entry.Namespace != ns || entry.Name != o.Op.Name || entry.Kind != "StatefulSet" || entry.Mode != v1alpha1.ModeAudit || entry.Version != "3.5.0" {
+		t.Errorf("audit status: %+v", status)
+	}
+	if !strings.Contains(strings.Join(entry.Reasons, "\n"), "metrics-secure is not true") {
+		t.Errorf("reasons do not say what is missing: %q", entry.Reasons)
+	}
+	if c := apimeta.FindStatusCondition(status.Conditions, "Ready"); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation {
+		t.Errorf("Ready condition: %+v", c)
+	}
+	_, stderr := env.MustKubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, "e2e/touch=1")
+	if !strings.Contains(stderr, "(Audit) covers StatefulSet "+ns+"/"+o.Op.Name+", and its metrics endpoint is not secured") {
+		t.Errorf("an audited write got no warning: %q", stderr)
+	}
+	if got := env.Operator(t, ns); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
+		t.Error("Audit changed the operator")
+	}
+
+	// Mutate: the operator is retrofitted with the policy's defaults, and becomes compliant.
+	setMode(t, p, v1alpha1.ModeMutate)
+	framework.EventuallyWithin(t, "the operator to be secured under Mutate", time.Minute, func() (bool, error) {
+		return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+	})
+	cert := &cmv1.Certificate{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
+		t.Fatalf("no Certificate from the policy's issuer: %v", err)
+	}
+	if cert.Spec.IssuerRef.Name != "e2e-ca" || cert.Spec.Duration.Duration != 48*time.Hour || cert.Spec.RenewBefore.Duration != 12*time.Hour {
+		t.Errorf("Certificate does not follow the policy: issuer %s, duration %v, renewBefore %v", cert.Spec.IssuerRef.Name, cert.Spec.Duration, cert.Spec.RenewBefore)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &monitoringv1.ServiceMonitor{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ServiceMonitor: %v; the policy says serviceMonitor: false", err)
+	}
+	waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
+		return s.Compliant == 1 && s.Operators[0].Compliant && s.Operators[0].Mode == v1alpha1.ModeMutate
+	})
+
+	// Mutate allows opting out (nothing is undone, and the operator is left alone from now on).
+	env.MustKubectl(t, "-n", ns, "annotate", "configmap", o.Op.ConfigMapName, meta.AnnotationSecure+"=false")
+	env.MustKubectl(t, "-n", ns, "annotate", "configmap", o.Op.ConfigMapName, meta.AnnotationSecure+"-")
+
+	// Enforce: opting out is denied, with the policy named.
+	setMode(t, p, v1alpha1.ModeEnforce)
+	framework.Eventually(t, "opting out to be denied", func() (bool, error) {
+		_, stderr, err := env.Kubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, meta.AnnotationSecure+"=false")
+		if err == nil { // the cache has not seen the new mode yet: undo, and try again
+			env.MustKubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, meta.AnnotationSecure+"-")
+			return false, nil
+		}
+		want := "MetricsSecurityPolicy " + p.Name + " (Enforce) enforces secure metrics in namespace " + ns + ": the StatefulSet may not opt out"
+		if !strings.Contains(stderr, want) {
+			return false, fmt.Errorf("denied, but the message %q does not contain %q", stderr, want)
+		}
+		return true, nil
+	})
+	if got := env.Operator(t, ns); got.Object.GetAnnotations()[meta.AnnotationSecure] != "" {
+		t.Error("the denied opt-out was written")
+	}
+}
+
+// setMode changes a policy's mode.
+func setMode(t *testing.T, p *v1alpha1.MetricsSecurityPolicy, mode v1alpha1.Mode) {
+	t.Helper()
+	before := p.DeepCopy()
+	p.Spec.Mode = mode
+	if err := env.Client.Patch(context.Background(), p, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForStatus waits until the policy's status, for its current generation, satisfies ok.
+func waitForStatus(t *testing.T, p *v1alpha1.MetricsSecurityPolicy, ok func(v1alpha1.MetricsSecurityPolicyStatus) bool) v1alpha1.MetricsSecurityPolicyStatus {
+	t.Helper()
+	var last v1alpha1.MetricsSecurityPolicyStatus
+	framework.EventuallyWithin(t, "the status of MetricsSecurityPolicy "+p.Name, time.Minute, func() (bool, error) {
+		got := &v1alpha1.MetricsSecurityPolicy{}
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(p), got); err != nil {
+			return false, err
+		}
+		last = got.Status
+		return got.Status.ObservedGeneration == got.Generation && ok(got.Status), nil
+	})
+	return last
+}
+
+func ptr[T any](v T) *T { return &v }
