@@ -94,7 +94,7 @@ func main() {
 		"maximum delay before a failed issuance is retried (cert-manager's default: 32h)")
 	withCAInjector := fs.Bool("cainjector", false,
 		"also run cert-manager's cainjector: the caBundle of webhook configurations, APIServices and CRDs annotated cert-manager.io/inject-ca-from(-secret)")
-	klog.InitFlags(fs) // -v, logs to stderr
+	klog.InitFlags(fs)        // -v, logs to stderr
 	_ = fs.Parse(os.Args[1:]) // exits on an error
 
 	if *kubeconfig == "" {
