@@ -83,8 +83,10 @@ func (l CachedLookup) Coverage(ctx context.Context, namespace string) (*policy.C
 	if ns == nil || err != nil {
 		return nil, err
 	}
+	// Read-only, on every admission request: the policies' status lists can be long, so they
+	// are not copied out of the cache.
 	var policies v1alpha1.MetricsSecurityPolicyList
-	if err := l.Reader.List(ctx, &policies); err != nil {
+	if err := l.Reader.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list MetricsSecurityPolicies: %w", err)
 	}
 	return policy.Cover(policies.Items, namespace, ns.Labels), nil

@@ -16,8 +16,9 @@ import (
 // Coverage is the MetricsSecurityPolicy that governs an operator's namespace: of the policies
 // whose selector matches it, the one with the strongest mode (on a tie, the first by name).
 type Coverage struct {
-	Policy   string
-	Mode     v1alpha1.Mode
+	Policy string
+	Mode   v1alpha1.Mode
+	// Defaults may share memory with the informer cache: read only.
 	Defaults v1alpha1.PolicyDefaults
 }
 
