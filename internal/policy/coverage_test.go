@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -141,5 +142,23 @@ func TestPolicyDefaults(t *testing.T) {
 	d = Decide(in)
 	if d.Plan == nil || d.Plan.Port != 8090 || d.Plan.Issuer.Name != "own" {
 		t.Errorf("annotations did not win over the policy: %+v", d.Plan)
+	}
+}
+
+// BenchmarkCover: which of 100 policies (each a matchLabels and a matchExpressions selector)
+// governs a namespace; the webhook does this on every request of a policy-covered operator.
+func BenchmarkCover(b *testing.B) {
+	var policies []v1alpha1.MetricsSecurityPolicy
+	for i := range 100 {
+		p := msp(fmt.Sprintf("team-%03d", i), []v1alpha1.Mode{v1alpha1.ModeAudit, v1alpha1.ModeMutate, v1alpha1.ModeEnforce}[i%3], map[string]string{"team": fmt.Sprint(i % 10)})
+		p.Spec.NamespaceSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}}}
+		policies = append(policies, p)
+	}
+	labels := map[string]string{"team": "3", "env": "prod", "kubernetes.io/metadata.name": "elastic-system"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := Cover(policies, "elastic-system", labels); c == nil || c.Mode != v1alpha1.ModeEnforce {
+			b.Fatalf("Cover = %+v", c)
+		}
 	}
 }

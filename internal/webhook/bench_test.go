@@ -2,9 +2,12 @@ package webhook
 
 import (
 	"context"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"strings"
 	"testing"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
 // BenchmarkHandle measures the admission hot path: decode, decide, mutate, diff.
@@ -21,6 +24,10 @@ func BenchmarkHandle(b *testing.B) {
 		"StatefulSet not guarded": {raw: statefulSetJSON, lookup: &fakeLookup{}},
 		"StatefulSet unrelated":   {raw: strings.Replace(statefulSetJSON, "eck-operator:3.5.0", "nginx:1.27", 1), lookup: lookup},
 		"ConfigMap secured":       {kind: "cm", raw: cm, lookup: lookup},
+		"StatefulSet secured by a Mutate policy": {raw: statefulSetJSON, lookup: &fakeLookup{
+			coverage: map[string]*policy.Coverage{"elastic-system": {Policy: "platform", Mode: v1alpha1.ModeMutate}}}},
+		"StatefulSet audited": {raw: statefulSetJSON, lookup: &fakeLookup{
+			coverage: map[string]*policy.Coverage{"elastic-system": {Policy: "platform", Mode: v1alpha1.ModeAudit}}}},
 	}
 	for name, tc := range cases {
 		b.Run(name, func(b *testing.B) {
