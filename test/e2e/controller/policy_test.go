@@ -69,6 +69,32 @@ func TestPolicyValidation(t *testing.T) {
 	}
 }
 
+// TestPolicyInvalidSelector: a selector the schema cannot check (an unknown operator) is
+// stored, selects nothing, and the status says why.
+func TestPolicyInvalidSelector(t *testing.T) {
+	t.Parallel()
+	p := &v1alpha1.MetricsSecurityPolicy{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-bad-selector-"},
+		Spec: v1alpha1.MetricsSecurityPolicySpec{Mode: v1alpha1.ModeEnforce, NamespaceSelector: metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: "Near", Values: []string{"prod"}}},
+		}},
+	}
+	if err := env.Client.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	status := waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
+		return apimeta.FindStatusCondition(s.Conditions, "Ready") != nil
+	})
+	c := apimeta.FindStatusCondition(status.Conditions, "Ready")
+	if c.Status != metav1.ConditionFalse || c.Reason != "InvalidSelector" || !strings.Contains(c.Message, `spec.namespaceSelector`) || !strings.Contains(c.Message, `"Near"`) {
+		t.Errorf("Ready condition: %+v", c)
+	}
+	if status.Covered != 0 || len(status.Operators) != 0 {
+		t.Errorf("an invalid selector covers %d operators", status.Covered)
+	}
+}
+
 // TestPolicyAuditMutateEnforce walks one ECK operator, in a namespace that only a label
 // connects to a policy, through the three modes: Audit reports it and changes nothing; Mutate
 // secures it with the policy's issuer, certificate lifetime and ServiceMonitor choice; Enforce
