@@ -72,7 +72,7 @@ func run(m *testing.M) int {
 }
 
 // controlPlane returns the shared control plane, with cert-manager's and the ServiceMonitor
-// CRDs installed and cert-manager's own controllers running, starting it on first use.
+// CRDs installed and cert-manager's own controllers and cainjector running, starting it on first use.
 func controlPlane(t *testing.T) *framework.Env {
 	t.Helper()
 	shared.once.Do(func() {
