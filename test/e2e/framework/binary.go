@@ -3,6 +3,8 @@ package framework
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,4 +113,20 @@ func MountSecret(c client.Client, namespace, name, dir string) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// PEMCertificates are the certificates of a PEM bundle (a caBundle, ca.crt, tls.crt); other
+// blocks are skipped.
+func PEMCertificates(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return out
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, cert)
+		}
+	}
 }

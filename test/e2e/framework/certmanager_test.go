@@ -251,7 +251,7 @@ func testCAInjector(ctx context.Context, t *testing.T, c client.Client) {
 			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: secretName}, &s); err != nil {
 				return false, client.IgnoreNotFound(err)
 			}
-			cas := cmCertificates(s.Data["ca.crt"])
+			cas := framework.PEMCertificates(s.Data["ca.crt"])
 			if len(cas) != 1 {
 				return false, nil
 			}
@@ -261,7 +261,7 @@ func testCAInjector(ctx context.Context, t *testing.T, c client.Client) {
 				return false, err
 			}
 			for _, b := range last {
-				bundle = cmCertificates(b)
+				bundle = framework.PEMCertificates(b)
 				if !slices.ContainsFunc(bundle, ca.Equal) {
 					return false, nil
 				}
@@ -271,7 +271,7 @@ func testCAInjector(ctx context.Context, t *testing.T, c client.Client) {
 		if err != nil {
 			var got []string
 			for name, b := range last {
-				got = append(got, fmt.Sprintf("%s: %d certificates", name, len(cmCertificates(b))))
+				got = append(got, fmt.Sprintf("%s: %d certificates", name, len(framework.PEMCertificates(b))))
 			}
 			t.Fatalf("%s: the caBundles do not hold the CA of the Secret's ca.crt: %v; %v", what, err, got)
 		}
@@ -299,21 +299,6 @@ func testCAInjector(ctx context.Context, t *testing.T, c client.Client) {
 		t.Error("after a renewal the caBundle lost the previous CA, which the webhook may still serve until it reloads")
 	}
 	t.Logf("new CA injected %s after the renewal was asked for; the caBundle holds %d CAs", time.Since(renewed).Round(time.Millisecond), len(bundle))
-}
-
-// cmCertificates are the certificates of a PEM bundle.
-func cmCertificates(data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return out
-		}
-		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, cert)
-		}
-	}
 }
 
 func cmCreate(ctx context.Context, t *testing.T, c client.Client, obj client.Object) {

@@ -51,7 +51,7 @@ func TestHelmInstallCAInjected(t *testing.T) {
 		t.Errorf("the first caBundle holds %d certificates, want the one CA", len(bundle))
 	}
 	verifyServing(t, secret, bundle, webhookHost, webhookHost+".cluster.local")
-	first := pemCertificates(secret.Data["ca.crt"])[0]
+	first := framework.PEMCertificates(secret.Data["ca.crt"])[0]
 
 	// A renewal: a new key, so (self-signed) a new CA, which the caBundle must follow.
 	start = time.Now()
@@ -62,7 +62,7 @@ func TestHelmInstallCAInjected(t *testing.T) {
 		return !bytes.Equal(s.Data["ca.crt"], secret.Data["ca.crt"])
 	})
 	t.Logf("the renewed CA is in every caBundle %s after the renewal was asked for", time.Since(start).Round(100*time.Millisecond))
-	if pemCertificates(renewed.Data["ca.crt"])[0].Equal(first) {
+	if framework.PEMCertificates(renewed.Data["ca.crt"])[0].Equal(first) {
 		t.Fatal("the renewal kept the CA: nothing showed that the caBundle follows it")
 	}
 	verifyServing(t, renewed, bundle, webhookHost)

@@ -3,7 +3,6 @@ package packaging
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
@@ -79,21 +78,6 @@ func (r *release) webhookConfiguration(t *testing.T) *admissionregistrationv1.Mu
 	return mwc
 }
 
-// pemCertificates are the certificates of a PEM bundle (other blocks are skipped).
-func pemCertificates(data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return out
-		}
-		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, cert)
-		}
-	}
-}
-
 // waitCAInjected waits until every webhook of the release's MutatingWebhookConfiguration has a
 // caBundle that holds the CA of ca.crt in the Secret, and until check accepts the Secret (nil:
 // any with a ca.crt). It returns the Secret and the caBundle of the first webhook (all must
@@ -112,7 +96,7 @@ func (r *release) waitCAInjected(t *testing.T, secretName string, timeout time.D
 			last = err.Error()
 			return false, client.IgnoreNotFound(err)
 		}
-		cas := pemCertificates(s.Data["ca.crt"])
+		cas := framework.PEMCertificates(s.Data["ca.crt"])
 		if len(cas) != 1 || (check != nil && !check(s)) {
 			last = "the Secret has no (new) ca.crt yet"
 			return false, nil
@@ -122,7 +106,7 @@ func (r *release) waitCAInjected(t *testing.T, secretName string, timeout time.D
 			return false, err
 		}
 		for i, wh := range mwc.Webhooks {
-			certs := pemCertificates(wh.ClientConfig.CABundle)
+			certs := framework.PEMCertificates(wh.ClientConfig.CABundle)
 			if !slices.ContainsFunc(certs, cas[0].Equal) {
 				last = "webhook " + wh.Name + "'s caBundle does not hold the CA of ca.crt"
 				return false, nil
@@ -145,7 +129,7 @@ func (r *release) waitCAInjected(t *testing.T, secretName string, timeout time.D
 // webhook.
 func verifyServing(t *testing.T, secret *corev1.Secret, bundle []*x509.Certificate, dnsNames ...string) {
 	t.Helper()
-	chain := pemCertificates(secret.Data[corev1.TLSCertKey])
+	chain := framework.PEMCertificates(secret.Data[corev1.TLSCertKey])
 	if len(chain) == 0 {
 		t.Fatalf("Secret %s: no certificate in tls.crt", secret.Name)
 	}

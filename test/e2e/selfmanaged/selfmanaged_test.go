@@ -8,10 +8,8 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -54,7 +52,7 @@ func TestSelfManagedCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	certDir := t.TempDir()
-	stop := mountSecret(t, guardNamespace, "eck-metrics-guard-webhook-tls", certDir)
+	stop := framework.MountSecret(env.Client, guardNamespace, "eck-metrics-guard-webhook-tls", certDir)
 	defer stop()
 
 	before := caBundle(t)
@@ -95,31 +93,4 @@ func caBundle(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return cfg.Webhooks[0].ClientConfig.CABundle
-}
-
-// mountSecret does what the kubelet does for a Secret volume: it keeps dir's files equal to
-// the Secret's data.
-func mountSecret(t *testing.T, namespace, name, dir string) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			s := &corev1.Secret{}
-			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err == nil {
-				for k, v := range s.Data {
-					path := filepath.Join(dir, k)
-					if old, _ := os.ReadFile(path); !bytes.Equal(old, v) {
-						_ = os.WriteFile(path+".tmp", v, 0o600)
-						_ = os.Rename(path+".tmp", path)
-					}
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
