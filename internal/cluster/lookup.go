@@ -48,6 +48,8 @@ type CachedLookup struct {
 	// Policies is false when the MetricsSecurityPolicy CRD is not installed: then no
 	// namespace is covered by a policy.
 	Policies bool
+	// Selectors, if not nil, keeps the policies' namespace selectors converted.
+	Selectors *policy.Selectors
 }
 
 var _ Lookup = CachedLookup{}
@@ -89,7 +91,7 @@ func (l CachedLookup) Coverage(ctx context.Context, namespace string) (*policy.C
 	if err := l.Reader.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list MetricsSecurityPolicies: %w", err)
 	}
-	return policy.Cover(policies.Items, namespace, ns.Labels), nil
+	return l.Selectors.Cover(policies.Items, namespace, ns.Labels), nil
 }
 
 // ConfigMap implements Lookup.

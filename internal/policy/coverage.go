@@ -3,9 +3,11 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
@@ -26,13 +28,56 @@ type Coverage struct {
 // an invalid selector selects nothing (its status says why), and no policy covers kube-system
 // or a namespace labelled metrics-guard.eck.dev/exclude.
 func Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
+	return (*Selectors)(nil).Cover(policies, namespace, namespaceLabels)
+}
+
+// Selectors converts each policy's namespace selector once per generation of the policy,
+// for callers that choose a policy on every request (the webhook). The zero value is ready
+// to use and safe for concurrent use; a nil *Selectors converts on every call.
+type Selectors struct {
+	mu    sync.Mutex
+	byUID map[types.UID]compiledSelector
+}
+
+type compiledSelector struct {
+	generation int64
+	selector   labels.Selector
+	err        error
+}
+
+// maxSelectors bounds the memory of Selectors: it starts over when more policies than
+// this were seen (deleted policies leave their entry behind until then).
+const maxSelectors = 1024
+
+func (s *Selectors) of(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, error) {
+	if s == nil || p.UID == "" {
+		return Selector(p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.byUID[p.UID]; ok && c.generation == p.Generation {
+		return c.selector, c.err
+	}
+	if s.byUID == nil || len(s.byUID) >= maxSelectors {
+		s.byUID = map[types.UID]compiledSelector{}
+	}
+	sel, err := Selector(p)
+	s.byUID[p.UID] = compiledSelector{generation: p.Generation, selector: sel, err: err}
+	return sel, err
+}
+
+// Cover is the package's Cover, with each selector converted once per policy generation.
+func (s *Selectors) Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
 	if Excluded(namespace, namespaceLabels) {
 		return nil
 	}
 	var best *v1alpha1.MetricsSecurityPolicy
 	for i := range policies {
 		p := &policies[i]
-		if !p.DeletionTimestamp.IsZero() || !Selects(p, namespaceLabels) {
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if sel, err := s.of(p); err != nil || !sel.Matches(labels.Set(namespaceLabels)) {
 			continue
 		}
 		if best == nil || stronger(p, best) {
@@ -62,12 +107,6 @@ func ModeOf(p *v1alpha1.MetricsSecurityPolicy) v1alpha1.Mode {
 		return v1alpha1.ModeAudit
 	}
 	return p.Spec.Mode
-}
-
-// Selects reports whether a policy covers a namespace with the given labels.
-func Selects(p *v1alpha1.MetricsSecurityPolicy, namespaceLabels map[string]string) bool {
-	sel, err := Selector(p)
-	return err == nil && sel.Matches(labels.Set(namespaceLabels))
 }
 
 // Selector is a policy's namespace selector, or an error that names the field.

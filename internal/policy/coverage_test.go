@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -152,13 +153,38 @@ func BenchmarkCover(b *testing.B) {
 	for i := range 100 {
 		p := msp(fmt.Sprintf("team-%03d", i), []v1alpha1.Mode{v1alpha1.ModeAudit, v1alpha1.ModeMutate, v1alpha1.ModeEnforce}[i%3], map[string]string{"team": fmt.Sprint(i % 10)})
 		p.Spec.NamespaceSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}}}
+		p.UID, p.Generation = types.UID(p.Name), 1 // as the API server sets them
 		policies = append(policies, p)
 	}
 	labels := map[string]string{"team": "3", "env": "prod", "kubernetes.io/metadata.name": "elastic-system"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if c := Cover(policies, "elastic-system", labels); c == nil || c.Mode != v1alpha1.ModeEnforce {
-			b.Fatalf("Cover = %+v", c)
-		}
+	for name, s := range map[string]*Selectors{"converted every time": nil, "converted once (Selectors)": {}} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c := s.Cover(policies, "elastic-system", labels); c == nil || c.Mode != v1alpha1.ModeEnforce {
+					b.Fatalf("Cover = %+v", c)
+				}
+			}
+		})
+	}
+}
+
+// TestSelectorsFollowGenerations: a converted selector is used until the policy's generation
+// changes (the API server bumps it on every spec change).
+func TestSelectorsFollowGenerations(t *testing.T) {
+	s := &Selectors{}
+	p := msp("p", v1alpha1.ModeMutate, map[string]string{"env": "prod"})
+	p.UID, p.Generation = "uid-1", 1
+	prod, dev := map[string]string{"env": "prod"}, map[string]string{"env": "dev"}
+	if s.Cover([]v1alpha1.MetricsSecurityPolicy{p}, "ns", prod) == nil {
+		t.Fatal("generation 1 does not cover env=prod")
+	}
+	p.Spec.NamespaceSelector.MatchLabels = dev
+	p.Generation = 2
+	if s.Cover([]v1alpha1.MetricsSecurityPolicy{p}, "ns", prod) != nil || s.Cover([]v1alpha1.MetricsSecurityPolicy{p}, "ns", dev) == nil {
+		t.Error("generation 2 is still matched with generation 1's selector")
+	}
+	if len(s.byUID) != 1 {
+		t.Errorf("%d selectors kept for one policy", len(s.byUID))
 	}
 }

@@ -190,7 +190,7 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	if !policies {
 		mgr.GetLogger().Info("the MetricsSecurityPolicy CRD is not installed: policies are off, annotations alone opt in", "crd", "metricssecuritypolicies."+v1alpha1.GroupVersion.Group)
 	}
-	lookup := cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies}
+	lookup := cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies, Selectors: &policy.Selectors{}}
 	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
 
