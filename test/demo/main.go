@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -99,7 +100,7 @@ func run(ctx context.Context, o options) (retErr error) {
 	heading("Starting")
 
 	var certManagerCRDs, serviceMonitorCRD string
-	if err := step("CRDs: cert-manager and the Prometheus Operator's ServiceMonitor (Go module cache)", func() error {
+	if err := step("CRDs: cert-manager and the Prometheus Operator's ServiceMonitor (Go module cache), MetricsSecurityPolicy (config/crd)", func() error {
 		if certManagerCRDs, err = framework.CertManagerCRDs(); err != nil {
 			return err
 		}
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		return err
 	}
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return err
 		}
@@ -121,7 +122,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		defer cancel()
 		env, err = framework.New(startCtx, framework.Options{
 			ControllerManager: true,
-			CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD},
+			CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD, filepath.Join(repo, "config", "crd", "bases")},
 			Scheme:            scheme,
 			WebhookInstallOptions: envtest.WebhookInstallOptions{
 				Paths: []string{filepath.Join(repo, "config", "webhook")},
@@ -257,6 +258,9 @@ func run(ctx context.Context, o options) (retErr error) {
 	if err := show(ctx, c, before, after); err != nil {
 		return err
 	}
+	if err := report(waitCtx, c); err != nil {
+		return failed(err)
+	}
 
 	if !o.keep {
 		fmt.Println("\nAll done: stopping everything (run `make demo KEEP=1` to look around with kubectl).")
@@ -267,6 +271,7 @@ func run(ctx context.Context, o options) (retErr error) {
 	fmt.Printf("    kubeconfig: %s\n", env.Kubeconfig)
 	fmt.Printf("    try:        kubectl --kubeconfig %s get sts -n %s -o yaml\n", env.Kubeconfig, namespace)
 	fmt.Printf("                kubectl --kubeconfig %s get certificates,secrets,svc,servicemonitors,events -n %s\n", env.Kubeconfig, namespace)
+	fmt.Printf("                kubectl --kubeconfig %s get metricssecuritypolicy demo-audit -o yaml\n", env.Kubeconfig)
 	fmt.Printf("    logs:       %s\n", env.Dir)
 	fmt.Println("    Press Ctrl-C to stop.")
 	<-ctx.Done()
@@ -411,5 +416,41 @@ func step(what string, fn func() error) error {
 		return err
 	}
 	fmt.Printf("done (%s)\n", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// report shows what a platform team sees: a MetricsSecurityPolicy in Audit mode over the demo
+// namespace, whose status lists the operator as compliant.
+func report(ctx context.Context, c client.Client) error {
+	fmt.Println()
+	heading("A platform team's view: a MetricsSecurityPolicy (mode Audit) over the namespace")
+	p := &v1alpha1.MetricsSecurityPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo-audit"},
+		Spec: v1alpha1.MetricsSecurityPolicySpec{
+			Mode:              v1alpha1.ModeAudit,
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
+		},
+	}
+	if err := step("policy demo-audit: its status lists the operator, compliant", func() error {
+		if err := c.Create(ctx, p); err != nil {
+			return err
+		}
+		err := poll(ctx, time.Minute, func() (bool, error) {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return false, err
+			}
+			return p.Status.ObservedGeneration == p.Generation && p.Status.Covered == 1 && p.Status.Compliant == 1, nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w; status: %+v", err, p.Status)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("\n    $ kubectl get metricssecuritypolicy\n    NAME         MODE    COVERED   COMPLIANT\n    %-12s %-7s %-9d %d\n\n", p.Name, p.Spec.Mode, p.Status.Covered, p.Status.Compliant)
+	for _, o := range p.Status.Operators {
+		fmt.Printf("    status.operators: %s %s/%s, ECK %s, mode %s, compliant: %v\n", o.Kind, o.Namespace, o.Name, o.Version, o.Mode, o.Compliant)
+	}
 	return nil
 }
