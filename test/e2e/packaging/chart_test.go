@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // testCABundle is a caBundle for the variants without cert-manager. The API server does not
@@ -142,6 +143,12 @@ func chartVariants() []chartVariant {
 			}
 			if len(np.Spec.Ingress[0].From) != 0 || len(np.Spec.Ingress[1].From) != 1 {
 				t.Errorf("the webhook must be open to the API server, the metrics to metricsFrom: %+v", np.Spec.Ingress)
+			}
+		}},
+		{"scrapers bound to the metrics reader", []string{"--set-json", `metricsReader.serviceAccounts=[{"name":"prometheus-k8s","namespace":"monitoring"},{"name":"vmagent","namespace":"vm"}]`}, func(t *testing.T, in install) {
+			crb := into[rbacv1.ClusterRoleBinding](t, in.must(t, "ClusterRoleBinding", "eck-metrics-guard-metrics-reader"))
+			if crb.RoleRef.Name != "eck-metrics-guard-metrics-reader" || len(crb.Subjects) != 2 || crb.Subjects[1] != (rbacv1.Subject{Kind: "ServiceAccount", Name: "vmagent", Namespace: "vm"}) {
+				t.Errorf("scraper binding: roleRef %s, subjects %+v", crb.RoleRef.Name, crb.Subjects)
 			}
 		}},
 		{"no PodDisruptionBudget", []string{"--set", "podDisruptionBudget.enabled=false"}, func(t *testing.T, in install) {

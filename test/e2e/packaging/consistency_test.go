@@ -145,16 +145,24 @@ func checkConsistent(t *testing.T, r *rendered, namespace string) install {
 		}
 	}
 
-	// RBAC: the pods run as the bound ServiceAccount, bound to the rendered ClusterRole.
+	// RBAC: the pods run as the bound ServiceAccount, bound to the rendered ClusterRole; the
+	// only other binding is the scrapers', to the metrics reader (get /metrics), never to it.
 	sa := pod.Spec.ServiceAccountName
-	crbs := r.ofKind("ClusterRoleBinding")
-	if len(crbs) != 1 {
-		t.Fatalf("%d ClusterRoleBindings rendered, want 1", len(crbs))
+	var guardBindings []*rbacv1.ClusterRoleBinding
+	for _, o := range r.ofKind("ClusterRoleBinding") {
+		crb := into[rbacv1.ClusterRoleBinding](t, o)
+		if crb.RoleRef.Kind != "ClusterRole" || r.find("ClusterRole", crb.RoleRef.Name) == nil {
+			t.Errorf("ClusterRoleBinding %s binds %s %s, which is not rendered", crb.Name, crb.RoleRef.Kind, crb.RoleRef.Name)
+		}
+		if strings.HasSuffix(crb.RoleRef.Name, "-metrics-reader") {
+			continue
+		}
+		guardBindings = append(guardBindings, crb)
 	}
-	crb := into[rbacv1.ClusterRoleBinding](t, crbs[0])
-	if crb.RoleRef.Kind != "ClusterRole" || r.find("ClusterRole", crb.RoleRef.Name) == nil {
-		t.Errorf("ClusterRoleBinding %s binds %s %s, which is not rendered", crb.Name, crb.RoleRef.Kind, crb.RoleRef.Name)
+	if len(guardBindings) != 1 {
+		t.Fatalf("%d ClusterRoleBindings of the guard's ClusterRole rendered, want 1", len(guardBindings))
 	}
+	crb := guardBindings[0]
 	want := rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: namespace}
 	if len(crb.Subjects) != 1 || crb.Subjects[0] != want {
 		t.Errorf("ClusterRoleBinding %s subjects %v, want [%v]", crb.Name, crb.Subjects, want)

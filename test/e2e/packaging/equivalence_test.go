@@ -97,7 +97,8 @@ func TestChartEqualsKustomize(t *testing.T) {
 	})
 
 	t.Run("optional components", func(t *testing.T) {
-		chartAll := mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true")
+		chartAll := mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+			"--set-json", `metricsReader.serviceAccounts=[{"name":"prometheus-k8s","namespace":"monitoring"}]`)
 		kustAll := kustomizeAllComponents(t)
 		kustKeys := slices.DeleteFunc(kustAll.keys(), func(k string) bool { return strings.HasPrefix(k, "Namespace/") })
 		equal(t, "kind/namespace/name of every object", chartAll.keys(), kustKeys)
@@ -111,6 +112,8 @@ func TestChartEqualsKustomize(t *testing.T) {
 		}
 		equal(t, "ServiceMonitor endpoints", endpoints(c), endpoints(k))
 		equal(t, "ServiceMonitor namespaceSelector", c.Object["spec"].(map[string]any)["namespaceSelector"], k.Object["spec"].(map[string]any)["namespaceSelector"])
+		c, k = chartAll.must(t, "ClusterRoleBinding", "eck-metrics-guard-metrics-reader"), kustAll.must(t, "ClusterRoleBinding", "eck-metrics-guard-metrics-reader")
+		equal(t, "scraper ClusterRoleBinding", pick(c, "roleRef", "subjects"), pick(k, "roleRef", "subjects"))
 		equal(t, "NetworkPolicy ingress", chartAll.must(t, "NetworkPolicy", "eck-metrics-guard").Object["spec"].(map[string]any)["ingress"],
 			kustAll.must(t, "NetworkPolicy", "eck-metrics-guard").Object["spec"].(map[string]any)["ingress"])
 	})

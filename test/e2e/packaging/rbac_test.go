@@ -23,7 +23,7 @@ func TestRBACIsNarrow(t *testing.T) {
 	checkNarrow(t, "config/selfmanaged/role.yaml", into[rbacv1.Role](t, readObject(t, "config/selfmanaged/role.yaml")).Rules, roleSecretVerbs)
 
 	for name, r := range map[string]*rendered{
-		"chart":                       mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"),
+		"chart":                       mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true", "--set-json", `metricsReader.serviceAccounts=[{"name":"prometheus-k8s","namespace":"monitoring"}]`),
 		"chart, self-managed":         mustHelmTemplate(t, "--set", "certManager.enabled=false"),
 		"config/default":              kustomizeAllComponents(t),
 		"config/default, selfmanaged": kustomizeSelfManaged(t),
