@@ -333,14 +333,21 @@ func applyOperatorClusterRBAC(t *testing.T, fixture, ns string) {
 	}
 }
 
-// grantMetrics lets ns/sa get the non-resource URL /metrics, as a Prometheus needs.
+// grantMetrics lets ns/sa get the non-resource URL /metrics, as a Prometheus needs, with the
+// ClusterRole the guard ships for its scrapers (config/rbac/metrics_reader_role.yaml; the
+// chart's metricsReader.serviceAccounts binds the same), under a name of the test's own.
 func grantMetrics(t *testing.T, ns, sa string) {
 	t.Helper()
 	ctx := context.Background()
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + ":metrics-reader"},
-		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
+	raw, err := os.ReadFile(filepath.Join(repo, "config", "rbac", "metrics_reader_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(raw, role); err != nil {
+		t.Fatal(err)
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: ns + ":metrics-reader"}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: ns + ":metrics-reader"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
