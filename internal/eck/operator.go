@@ -255,6 +255,22 @@ func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
 	return "", false
 }
 
+// IsOperatorConfig reports whether a ConfigMap is labelled as an ECK operator's own config, as
+// Elastic's manifests (control-plane: elastic-operator) and Helm chart
+// (app.kubernetes.io/name: elastic-operator, helm.sh/chart: eck-operator-*) label it, and
+// holds eck.yaml. Unlike ConfigKeyOf, it does not guess from the content.
+func IsOperatorConfig(cm *corev1.ConfigMap) bool {
+	if cm == nil {
+		return false
+	}
+	if _, ok := cm.Data[DefaultConfigKey]; !ok {
+		return false
+	}
+	l := cm.Labels
+	return l["control-plane"] == "elastic-operator" || l["app.kubernetes.io/name"] == "elastic-operator" ||
+		strings.HasPrefix(l["helm.sh/chart"], "eck-operator-")
+}
+
 // FromObject recognises an ECK operator in a StatefulSet or a Deployment and returns its
 // pod template too; ok is false for anything else.
 func FromObject(obj any) (op *Operator, template *corev1.PodTemplateSpec, ok bool) {

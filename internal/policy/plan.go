@@ -52,12 +52,19 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 		SecretName:  existingSecret(in),
 		ServiceName: ServiceName(operatorName(in)),
 	}
+	// A Secret the user brought (the annotation, or a volume the guard did not make) is
+	// theirs: a default issuer (flag or policy) must not have cert-manager overwrite it. Only
+	// an issuer annotation next to it asks for a Certificate into it.
+	own := plan.SecretName != "" && plan.SecretName != SecretName(operatorName(in))
 	if v, ok := annotations[meta.AnnotationTLSSecret]; ok {
-		plan.SecretName = v
+		plan.SecretName, own = v, true
 	} else if plan.SecretName == "" {
 		plan.SecretName = in.Defaults.TLSSecret
 	}
 	issuer, kind := in.Defaults.Issuer, in.Defaults.IssuerKind
+	if own {
+		issuer, kind = "", ""
+	}
 	if v, ok := annotations[meta.AnnotationIssuer]; ok {
 		issuer, kind = v, annotations[meta.AnnotationIssuerKind]
 	}
