@@ -118,10 +118,12 @@ func Selector(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, error) {
 	return sel, nil
 }
 
-// withPolicy is the input's defaults with the covering policy's on top.
+// withPolicy is the input's defaults with the covering policy's on top, when the policy
+// secures (Mutate, Enforce): an Audit policy changes nothing, not even the settings of
+// operators opted in by annotation.
 func (in Input) withPolicy() Defaults {
 	d := in.Defaults
-	if in.Coverage == nil {
+	if !in.secures() {
 		return d
 	}
 	pd := in.Coverage.Defaults

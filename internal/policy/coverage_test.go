@@ -5,11 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
 
@@ -101,7 +103,8 @@ func TestDecideUnderPolicy(t *testing.T) {
 			tmpl.Spec.Containers[0].Env = tc.env
 			cm := config("metrics-port: 0\n")
 			cm.Annotations = tc.cm
-			d := Decide(Input{Operator: op, Template: tmpl, ConfigMap: cm, WorkloadAnnotations: tc.workload, NamespaceAnnotations: tc.namespace, Coverage: coverage(tc.mode)})
+			d := Decide(Input{Operator: op, Template: tmpl, ConfigMap: cm, WorkloadAnnotations: tc.workload, NamespaceAnnotations: tc.namespace, Coverage: coverage(tc.mode),
+				Defaults: Defaults{TLSSecret: "metrics-tls"}}) // a certificate source: no warning about it
 			if len(d.Errs) > 0 {
 				t.Fatalf("Errs = %v", d.Errs)
 			}
@@ -115,8 +118,12 @@ func TestDecideUnderPolicy(t *testing.T) {
 			case tc.denied != "" && (denied == nil || !strings.Contains(denied.Error(), tc.denied)):
 				t.Errorf("denial = %v, want it to contain %q", denied, tc.denied)
 			}
-			if tc.warning != "" && !strings.Contains(strings.Join(append(d.Warnings, d.Skip), "\n"), tc.warning) {
-				t.Errorf("warnings %q and skip %q do not contain %q", d.Warnings, d.Skip, tc.warning)
+			warnings := strings.Join(d.Warnings, "\n")
+			if tc.warning == "" && len(d.Warnings) > 0 {
+				t.Errorf("unexpected warnings %q", d.Warnings)
+			}
+			if !strings.Contains(warnings, tc.warning) {
+				t.Errorf("warnings %q do not contain %q", d.Warnings, tc.warning)
 			}
 		})
 	}
@@ -186,5 +193,124 @@ func TestSelectorsFollowGenerations(t *testing.T) {
 	}
 	if len(s.byUID) != 1 {
 		t.Errorf("%d selectors kept for one policy", len(s.byUID))
+	}
+}
+
+// TestAuditChangesNothing: an Audit policy's defaults do not reach an operator that opted in
+// by annotation (they would move its port and issue a new certificate: a restart).
+func TestAuditChangesNothing(t *testing.T) {
+	op, tmpl := operator()
+	port := int32(9100)
+	in := Input{Operator: op, Template: tmpl, ConfigMap: config("metrics-port: 0\n"), WorkloadAnnotations: secureTrue,
+		Coverage: &Coverage{Policy: "platform", Mode: v1alpha1.ModeAudit, Defaults: v1alpha1.PolicyDefaults{
+			MetricsPort: &port, Issuer: &v1alpha1.IssuerReference{Name: "platform-ca", Kind: ClusterIssuerKind}}}}
+	d := Decide(in)
+	if d.Plan == nil || d.Plan.Port != 8081 || d.Plan.Issuer != nil {
+		t.Errorf("an Audit policy changed the plan of an opted-in operator: %+v", d.Plan)
+	}
+	in.Coverage.Mode = v1alpha1.ModeMutate
+	if d := Decide(in); d.Plan == nil || d.Plan.Port != 9100 || d.Plan.Issuer == nil {
+		t.Errorf("a Mutate policy's defaults were not used: %+v", d.Plan)
+	}
+}
+
+// TestOwnSecretKeepsItsCertificate: a default issuer (policy or flag) never points a
+// Certificate at a Secret the operator brought; an issuer annotation next to it does.
+func TestOwnSecretKeepsItsCertificate(t *testing.T) {
+	c := &Coverage{Policy: "platform", Mode: v1alpha1.ModeMutate, Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "platform-ca"}}}
+	tests := map[string]struct {
+		annotations map[string]string
+		volume      string
+		wantSecret  string
+		wantIssuer  string
+	}{
+		"nothing of its own":           {wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: "platform-ca"},
+		"tls-secret annotation":        {annotations: map[string]string{meta.AnnotationTLSSecret: "mine"}, wantSecret: "mine"},
+		"volume of its own":            {volume: "mine", wantSecret: "mine"},
+		"volume the guard made":        {volume: "elastic-operator-metrics-guard-tls", wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: "platform-ca"},
+		"tls-secret and issuer chosen": {annotations: map[string]string{meta.AnnotationTLSSecret: "mine", meta.AnnotationIssuer: "team-ca"}, wantSecret: "mine", wantIssuer: "team-ca"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			op, tmpl := operator()
+			if tc.volume != "" {
+				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: tc.volume}}})
+			}
+			for _, defaults := range []struct {
+				name     string
+				coverage *Coverage
+				flags    Defaults
+			}{{"policy", c, Defaults{}}, {"flag", nil, Defaults{Issuer: "platform-ca"}}} {
+				d := Decide(Input{Operator: op, Template: tmpl, ConfigMap: config(""), WorkloadAnnotations: tc.annotations, Coverage: defaults.coverage, Defaults: defaults.flags,
+					NamespaceAnnotations: secureTrue})
+				if d.Plan == nil {
+					t.Fatalf("%s: not planned: %s %v", defaults.name, d.Skip, d.Errs)
+				}
+				issuer := ""
+				if d.Plan.Issuer != nil {
+					issuer = d.Plan.Issuer.Name
+				}
+				if d.Plan.SecretName != tc.wantSecret || issuer != tc.wantIssuer {
+					t.Errorf("default issuer from the %s: secret %q, issuer %q; want %q, %q", defaults.name, d.Plan.SecretName, issuer, tc.wantSecret, tc.wantIssuer)
+				}
+			}
+		})
+	}
+}
+
+// TestPolicyLeavesUnownedConfigMapsAlone: a ConfigMap whose operator is not known is covered by
+// a policy only when it is labelled as ECK's; an application's config.yaml with a
+// metrics-port key is never rewritten because a policy covers its namespace.
+func TestPolicyLeavesUnownedConfigMapsAlone(t *testing.T) {
+	mutating := &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}
+	app := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "apps", Annotations: map[string]string{meta.AnnotationSecure: "false"}},
+		Data: map[string]string{"config.yaml": "listen: :8080\nmetrics-port: 9090\n"}}
+	d := Decide(Input{ConfigMap: app, ConfigKey: "config.yaml", Coverage: mutating, Admitting: HolderConfigMap})
+	if d.Guarded || d.Plan != nil || len(d.Denied) > 0 {
+		t.Errorf("an application's ConfigMap under a policy: guarded %v, plan %v, denied %v", d.Guarded, d.Plan != nil, d.Denied)
+	}
+	eckConfig := config("metrics-port: 0\n")
+	eckConfig.Labels = map[string]string{"control-plane": "elastic-operator"}
+	if d := Decide(Input{ConfigMap: eckConfig, Coverage: mutating, Admitting: HolderConfigMap}); d.Plan == nil {
+		t.Errorf("ECK's own labelled ConfigMap was not secured under Enforce: %s", d.Skip)
+	}
+}
+
+// TestViolationsOnOtherObjectsWarn: the object under admission is denied only for what it
+// holds itself; the ConfigMap's opt-out does not deny a write of the StatefulSet.
+func TestViolationsOnOtherObjectsWarn(t *testing.T) {
+	op, tmpl := operator()
+	cm := config("metrics-port: 0\n")
+	cm.Annotations = map[string]string{meta.AnnotationSecure: "false"}
+	in := Input{Operator: op, Template: tmpl, ConfigMap: cm, Coverage: &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}}
+	in.Admitting = HolderWorkload
+	d := Decide(in)
+	if len(d.Denied) > 0 || d.Plan == nil || !strings.Contains(strings.Join(d.Warnings, "\n"), "ConfigMap: metadata.annotations[metrics-guard.eck.dev/secure]: Forbidden") {
+		t.Errorf("admitting the workload: denied %v, plan %v, warnings %q", d.Denied, d.Plan != nil, d.Warnings)
+	}
+	in.Admitting = HolderConfigMap
+	if d := Decide(in); len(d.Denied) != 1 {
+		t.Errorf("admitting the ConfigMap: denied %v, want its opt-out", d.Denied)
+	}
+	in.Admitting = "" // the controller
+	if d := Decide(in); len(d.Denied) != 1 || d.Plan == nil {
+		t.Errorf("for the controller: denied %v, plan %v; want the violation and a plan", d.Denied, d.Plan != nil)
+	}
+}
+
+// TestNothingEnforcedOnUnsupportedOperators: Enforce denies nothing on an operator older than
+// 2.16.0, which the guard leaves unchanged anyway.
+func TestNothingEnforcedOnUnsupportedOperators(t *testing.T) {
+	op, tmpl := operator()
+	tmpl.Spec.Containers[0].Image = "docker.elastic.co/eck/eck-operator:2.14.0"
+	old, ok := eck.FromStatefulSet(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: op.Name, Namespace: op.Namespace}, Spec: appsv1.StatefulSetSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: op.Selector}, Template: *tmpl}})
+	if !ok {
+		t.Fatal("2.14.0 operator not recognised")
+	}
+	d := Decide(Input{Operator: old, Template: tmpl, ConfigMap: config(""), WorkloadAnnotations: map[string]string{meta.AnnotationSecure: "false"},
+		Coverage: &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}, Admitting: HolderWorkload})
+	if len(d.Denied) > 0 || d.Plan != nil {
+		t.Errorf("denied %v, plan %v", d.Denied, d.Plan != nil)
 	}
 }

@@ -63,7 +63,20 @@ type Input struct {
 	Defaults Defaults
 	// Coverage is the MetricsSecurityPolicy that covers the namespace; nil when none does.
 	Coverage *Coverage
+	// Admitting is the object under admission: an Enforce policy denies only what that
+	// object holds (what its ConfigMap or workload holds is a warning). "" (the controller,
+	// the CLI) puts every violation into Denied.
+	Admitting Holder
 }
+
+// Holder is an object of an operator that can hold a setting a policy forbids.
+type Holder string
+
+// Holders.
+const (
+	HolderWorkload  Holder = "workload"
+	HolderConfigMap Holder = "ConfigMap"
+)
 
 // Decision is the outcome for one operator. Errs (invalid settings) and Denied (what an
 // Enforce policy forbids) mean the request must be denied; with Errs nothing is planned, but
@@ -76,6 +89,16 @@ type Decision struct {
 	Warnings []string
 	Errs     field.ErrorList
 	Denied   field.ErrorList
+}
+
+// deny records a violation of an Enforce policy: denied if the object under admission holds
+// it, a warning if another object of the operator does.
+func (d *Decision) deny(in Input, holder Holder, err *field.Error) {
+	if in.Admitting != "" && in.Admitting != holder {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("%s: %s; secured anyway", holder, err.Error()))
+		return
+	}
+	d.Denied = append(d.Denied, err)
 }
 
 // Refused is every reason to deny the request, or nil.
@@ -130,6 +153,13 @@ func (p *Plan) Hash() string {
 // Decide is the single decision all front doors (webhook, controller, CLI) share.
 func Decide(in Input) Decision {
 	var d Decision
+	if in.Operator == nil && !eck.IsOperatorConfig(in.ConfigMap) {
+		// A ConfigMap whose operator is not known yet is recognised by its content only:
+		// policies cover it only when it is labelled as ECK's own, so that a policy never
+		// rewrites an application's config.yaml that happens to hold a metrics-port key.
+		// The controller secures the rest once the operator exists.
+		in.Coverage = nil
+	}
 	in.Defaults = in.withPolicy()
 	annotations := merged(in)
 	guarded, optedOut, why, err := optedIn(in)
@@ -146,7 +176,7 @@ func Decide(in Input) Decision {
 		if optedOut == "namespace" {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, meta.AnnotationSecure, in.namespace()))
 		} else {
-			d.Denied = append(d.Denied, optOutForbidden(in, optedOut))
+			d.deny(in, Holder(optedOut), optOutForbidden(in, optedOut))
 		}
 		guarded = true
 	case optedOut == "" && in.secures():
@@ -160,16 +190,10 @@ func Decide(in Input) Decision {
 		return d
 	}
 	d.Guarded = true
-	if weak := weakening(in); in.enforced() {
-		d.Denied = append(d.Denied, weak...)
-	} else {
-		for _, e := range weak {
-			d.Warnings = append(d.Warnings, e.Error())
-		}
-	}
 
 	if in.Operator != nil {
 		if ok, why := in.Operator.SupportsSecureMetrics(); !ok {
+			d.Denied = nil // nothing to enforce on an operator that cannot be secured
 			d.Skip = "left unchanged: " + why
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s/%s: %s; its metrics endpoint stays unauthenticated", in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, d.Skip))
 			return d
@@ -181,9 +205,20 @@ func Decide(in Input) Decision {
 		}
 	} else if in.ConfigMap != nil {
 		if v := eck.LabelVersion(in.ConfigMap.Labels); v != nil && v.LessThan(eck.MinSecureVersion) {
+			d.Denied = nil
 			d.Skip = fmt.Sprintf("left unchanged: ECK %s ignores metrics-secure, which exists since %s", v, eck.MinSecureVersion)
 			d.Warnings = append(d.Warnings, "ConfigMap "+in.ConfigMap.Name+": "+d.Skip)
 			return d
+		}
+	}
+
+	if weak := weakening(in); in.enforced() {
+		for _, e := range weak {
+			d.deny(in, HolderWorkload, e)
+		}
+	} else {
+		for _, e := range weak {
+			d.Warnings = append(d.Warnings, e.Error())
 		}
 	}
 

@@ -79,7 +79,27 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	if err != nil {
 		return h.failOpen(ctx, err)
 	}
+	in.Admitting = policy.HolderWorkload
 	d := policy.Decide(in)
+	if len(d.Denied) > 0 {
+		d = introduced(d, obj, func() (policy.Decision, bool) {
+			var old workloadObject = &appsv1.StatefulSet{}
+			if req.Kind == deployments {
+				old = &appsv1.Deployment{}
+			}
+			if decodeOld(req, old) != nil {
+				return policy.Decision{}, false
+			}
+			oldOp, oldTmpl, ok := eck.FromObject(old)
+			if !ok {
+				return policy.Decision{}, false
+			}
+			oldIn := in
+			oldIn.Operator, oldIn.Template, oldIn.WorkloadAnnotations = oldOp, oldTmpl, old.GetAnnotations()
+			oldOp.Namespace = req.Namespace
+			return policy.Decide(oldIn), true
+		})
+	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
@@ -121,7 +141,19 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if in.Coverage, err = h.Lookup.Coverage(ctx, req.Namespace); err != nil {
 		return h.failOpen(ctx, err)
 	}
+	in.Admitting = policy.HolderConfigMap
 	d := policy.Decide(in)
+	if len(d.Denied) > 0 {
+		d = introduced(d, cm, func() (policy.Decision, bool) {
+			old := &corev1.ConfigMap{}
+			if decodeOld(req, old) != nil {
+				return policy.Decision{}, false
+			}
+			oldIn := in
+			oldIn.ConfigMap = old
+			return policy.Decide(oldIn), true
+		})
+	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
@@ -160,6 +192,35 @@ func (h *Handler) service(ctx context.Context, req admission.Request) admission.
 
 func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workload) (policy.Input, error) {
 	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
+}
+
+// introduced keeps, of the violations of an Enforce policy, those the request brings: a
+// policy denies writing an opt-out or a weakening, not every later write of an object that
+// already had it (the controller's own patches, a label, the removal of a finalizer), nor any
+// write of an object being deleted. The others become warnings, and the object is secured
+// anyway. old decides about the object before the request; false when there is none
+// (a create).
+func introduced(d policy.Decision, obj metav1.Object, old func() (policy.Decision, bool)) policy.Decision {
+	before := map[string]bool{}
+	if obj.GetDeletionTimestamp() != nil {
+		for _, e := range d.Denied {
+			before[e.Error()] = true
+		}
+	} else if dOld, ok := old(); ok {
+		for _, e := range dOld.Denied {
+			before[e.Error()] = true
+		}
+	}
+	var kept field.ErrorList
+	for _, e := range d.Denied {
+		if before[e.Error()] {
+			d.Warnings = append(d.Warnings, e.Error()+" (there before this request; secured anyway)")
+			continue
+		}
+		kept = append(kept, e)
+	}
+	d.Denied = kept
+	return d
 }
 
 // failOpen admits a request the guard could not process (an undecodable object, a cache
@@ -202,6 +263,17 @@ func invalid(req admission.Request, errs field.ErrorList) admission.Response {
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
 	status := apierrors.NewInvalid(gk, req.Name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}
+
+// decodeOld decodes the object as it was before an UPDATE; an error when there is none.
+func decodeOld(req admission.Request, into runtime.Object) error {
+	if req.Operation != admissionv1.Update || len(req.OldObject.Raw) == 0 {
+		return fmt.Errorf("no old object")
+	}
+	if err := json.Unmarshal(req.OldObject.Raw, into); err != nil {
+		return fmt.Errorf("failed to decode the old %s: %w", req.Kind.Kind, err)
+	}
+	return nil
 }
 
 func decode(req admission.Request, into runtime.Object) error {

@@ -312,3 +312,29 @@ func TestPolicyModes(t *testing.T) {
 		})
 	}
 }
+
+// TestEnforceDeniesOnlyWhatARequestBrings: under Enforce, an update that adds an opt-out is
+// denied; an update of an object that already had it (the controller's patches, a label) is
+// secured with a warning; a write of an object being deleted is never denied.
+func TestEnforceDeniesOnlyWhatARequestBrings(t *testing.T) {
+	optOut := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/secure": "false", `, 1)
+	labelled := strings.Replace(optOut, `"namespace": "elastic-system",`, `"namespace": "elastic-system", "labels": {"team": "search"},`, 1)
+	deleting := strings.Replace(optOut, `"namespace": "elastic-system",`, `"namespace": "elastic-system", "deletionTimestamp": "2026-11-27T20:00:00Z",`, 1)
+	h := &Handler{Lookup: &fakeLookup{coverage: map[string]*policy.Coverage{"elastic-system": {Policy: "platform", Mode: v1alpha1.ModeEnforce}}}}
+	update := func(old, new string) admission.Response {
+		req := request(statefulSets, "elastic-system", new)
+		req.Operation, req.Name = admissionv1.Update, "elastic-operator"
+		req.OldObject = runtime.RawExtension{Raw: []byte(old)}
+		return h.Handle(context.Background(), req)
+	}
+	if resp := update(statefulSetJSON, optOut); resp.Allowed {
+		t.Error("an update that adds the opt-out was allowed")
+	}
+	resp := update(optOut, labelled)
+	if !resp.Allowed || len(resp.Patches) == 0 || !strings.Contains(strings.Join(resp.Warnings, "\n"), "there before this request; secured anyway") {
+		t.Errorf("an update of an object that already opted out: allowed %v, %d operations, warnings %q", resp.Allowed, len(resp.Patches), resp.Warnings)
+	}
+	if resp := update(statefulSetJSON, deleting); !resp.Allowed {
+		t.Errorf("a write of an object being deleted was denied: %v", resp.Result)
+	}
+}
