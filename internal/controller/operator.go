@@ -57,9 +57,12 @@ type Options struct {
 	ServiceMonitor bool
 }
 
-// covered is the options with the covering policy's defaults on top.
+// covered is the options with the covering policy's defaults on top, when the policy
+// secures (an Audit policy changes nothing). A lifetime merged from the policy and the flags
+// that cert-manager would refuse (renewBefore not shorter than duration) gets renewBefore of a
+// third of the duration, cert-manager's own default ratio.
 func (o Options) covered(c *policy.Coverage) Options {
-	if c == nil {
+	if c == nil || c.Mode.Strength() < v1alpha1.ModeMutate.Strength() {
 		return o
 	}
 	if c.Defaults.ServiceMonitor != nil {
@@ -71,6 +74,9 @@ func (o Options) covered(c *policy.Coverage) Options {
 		}
 		if cert.RenewBefore != nil {
 			o.Certificate.RenewBefore = cert.RenewBefore.Duration
+		}
+		if d := o.Certificate.Duration; d > 0 && o.Certificate.RenewBefore >= d {
+			o.Certificate.RenewBefore = d / 3
 		}
 	}
 	return o
