@@ -35,11 +35,12 @@ func (m Mode) Strength() int {
 // MetricsSecurityPolicySpec says which namespaces a policy covers, how, and with which
 // defaults.
 type MetricsSecurityPolicySpec struct {
-	// NamespaceSelector selects the namespaces whose ECK operators the policy covers. An
-	// empty selector selects every namespace (the guard's exclusions still apply: kube-system
-	// and namespaces labelled metrics-guard.eck.dev/exclude).
-	// +optional
-	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// NamespaceSelector selects the namespaces whose ECK operators the policy covers. It is
+	// required, so that covering every namespace is said out loud: {} selects them all (the
+	// guard's exclusions still apply: kube-system and namespaces labelled
+	// metrics-guard.eck.dev/exclude).
+	// +required
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
 
 	// Mode is Audit (report only), Mutate (secure, opting out allowed) or Enforce (secure,
 	// opting out denied).
@@ -53,8 +54,8 @@ type MetricsSecurityPolicySpec struct {
 	Defaults PolicyDefaults `json:"defaults,omitempty"`
 }
 
-// PolicyDefaults are the settings a policy gives the operators it covers.
-// +kubebuilder:validation:XValidation:rule="!has(self.certificate) || has(self.issuer)",message="certificate needs issuer: the guard requests a Certificate only from an issuer"
+// PolicyDefaults are the settings a policy in mode Mutate or Enforce gives the operators it
+// covers (an Audit policy changes nothing).
 type PolicyDefaults struct {
 	// Issuer is the cert-manager issuer of the Certificate that backs each operator's
 	// metrics TLS Secret.
@@ -68,7 +69,8 @@ type PolicyDefaults struct {
 	// +optional
 	MetricsPort *int32 `json:"metricsPort,omitempty"`
 
-	// Certificate tunes the Certificates requested from Issuer.
+	// Certificate tunes every Certificate the guard requests for a covered operator, from
+	// Issuer or from an issuer its annotations choose.
 	// +optional
 	Certificate *CertificateDefaults `json:"certificate,omitempty"`
 
@@ -155,8 +157,11 @@ type OperatorStatus struct {
 	Version string `json:"version,omitempty"`
 	// Compliant is true when the operator is in the end state.
 	Compliant bool `json:"compliant"`
-	// Mode is the mode the operator is covered with: the strongest of the policies that
-	// select its namespace.
+	// Policy is the MetricsSecurityPolicy that governs the operator: of those that select its
+	// namespace, the one with the strongest mode (then the first by name). It may be another.
+	// +optional
+	Policy string `json:"policy,omitempty"`
+	// Mode is the governing policy's mode.
 	// +optional
 	Mode Mode `json:"mode,omitempty"`
 	// Reasons say what is missing, or why the operator is left alone.
@@ -178,8 +183,8 @@ type MetricsSecurityPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +optional
-	Spec MetricsSecurityPolicySpec `json:"spec,omitempty"`
+	// +required
+	Spec MetricsSecurityPolicySpec `json:"spec"`
 	// +optional
 	Status MetricsSecurityPolicyStatus `json:"status,omitempty"`
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,10 +55,18 @@ func TestPolicyValidation(t *testing.T) {
 		"duration too short": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: issuer,
 			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("10m")}}},
 			want: `spec.defaults.certificate.duration: Invalid value: "10m0s": must be at least 1h`},
-		"certificate without issuer": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{
-			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("24h")}}},
-			want: "certificate needs issuer"},
 	}
+	t.Run("no namespaceSelector", func(t *testing.T) {
+		// Covering every namespace must be said out loud: namespaceSelector: {}.
+		manifest := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(manifest, []byte("apiVersion: metrics-guard.eck.dev/v1alpha1\nkind: MetricsSecurityPolicy\nmetadata: {name: everything}\nspec: {mode: Enforce}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, err := env.Kubectl(t, "create", "--dry-run=server", "-f", manifest)
+		if want := "spec.namespaceSelector: Required value"; err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("create without namespaceSelector: %v %s; want %q", err, stderr, want)
+		}
+	})
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "invalid-"}, Spec: tc.spec}
@@ -95,19 +104,24 @@ func TestPolicyInvalidSelector(t *testing.T) {
 	}
 }
 
-// TestPolicyAuditMutateEnforce walks one ECK operator, in a namespace that only a label
-// connects to a policy, through the three modes: Audit reports it and changes nothing; Mutate
-// secures it with the policy's issuer, certificate lifetime and ServiceMonitor choice; Enforce
-// denies opting out, which Mutate allowed.
+// TestPolicyAuditMutateEnforce walks two ECK operators, in namespaces that only a label
+// connects to a policy, through the three modes. A secures normally; B opted out before the
+// policy existed. Audit reports both and changes nothing; Mutate secures A with the policy's
+// issuer, certificate lifetime and ServiceMonitor choice, and leaves B alone; Enforce denies a
+// new opt-out on A, secures B despite its old one, and does not block other writes of B.
 func TestPolicyAuditMutateEnforce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	selector := map[string]string{"e2e.metrics-guard.eck.dev/policy": fmt.Sprintf("walk-%d", time.Now().UnixNano())}
-	ns := env.Namespace(t, "e2e-policy", nil, selector)
-	caIssuer(t, ns)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
-	o := env.Operator(t, ns)
-	name := o.Op.Name + "-metrics-guard"
+	fixture := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	nsA, nsB := env.Namespace(t, "e2e-policy-a", nil, selector), env.Namespace(t, "e2e-policy-b", nil, selector)
+	for _, ns := range []string{nsA, nsB} {
+		caIssuer(t, ns)
+		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, fixture, ns))
+	}
+	a, b := env.Operator(t, nsA), env.Operator(t, nsB)
+	env.MustKubectl(t, "-n", nsB, "annotate", "statefulset", b.Op.Name, meta.AnnotationSecure+"=false")
+	name := a.Op.Name + "-metrics-guard"
 
 	p := &v1alpha1.MetricsSecurityPolicy{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-walk-"},
@@ -129,12 +143,16 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 		t.Errorf("mode defaulted to %q, want Audit", p.Spec.Mode)
 	}
 
-	// Audit: the status lists the operator as not compliant, says why, and nothing changes.
+	// Audit: the status lists both operators as not compliant, says why, and nothing changes.
 	status := waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
-		return s.Covered == 1 && len(s.Operators) == 1 && len(s.Operators[0].Reasons) > 0
+		return s.Covered == 2 && len(s.Operators) == 2 && len(s.Operators[0].Reasons) > 0
 	})
 	entry := status.Operators[0]
-	if entry.Compliant || status.Compliant != 0 || entry.Namespace != ns || entry.Name != o.Op.Name || entry.Kind != "StatefulSet" || entry.Mode != v1alpha1.ModeAudit || entry.Version != "3.5.0" {
+	if nsB < nsA {
+		entry = status.Operators[1]
+	}
+	if entry.Compliant || status.Compliant != 0 || entry.Namespace != nsA || entry.Name != a.Op.Name || entry.Kind != "StatefulSet" ||
+		entry.Policy != p.Name || entry.Mode != v1alpha1.ModeAudit || entry.Version != "3.5.0" {
 		t.Errorf("audit status: %+v", status)
 	}
 	if !strings.Contains(strings.Join(entry.Reasons, "\n"), "metrics-secure is not true") {
@@ -143,54 +161,67 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	if c := apimeta.FindStatusCondition(status.Conditions, "Ready"); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation {
 		t.Errorf("Ready condition: %+v", c)
 	}
-	_, stderr := env.MustKubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, "e2e/touch=1")
-	if !strings.Contains(stderr, "(Audit) covers StatefulSet "+ns+"/"+o.Op.Name+", and its metrics endpoint is not secured") {
+	_, stderr := env.MustKubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, "e2e/touch=1")
+	if !strings.Contains(stderr, "(Audit) covers StatefulSet "+nsA+"/"+a.Op.Name+", and its metrics endpoint is not secured") {
 		t.Errorf("an audited write got no warning: %q", stderr)
 	}
-	if got := env.Operator(t, ns); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
+	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
 		t.Error("Audit changed the operator")
 	}
 
-	// Mutate: the operator is retrofitted with the policy's defaults, and becomes compliant.
+	// Mutate: A is retrofitted with the policy's defaults and becomes compliant; B opted out.
 	setMode(t, p, v1alpha1.ModeMutate)
-	framework.EventuallyWithin(t, "the operator to be secured under Mutate", time.Minute, func() (bool, error) {
-		return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+	framework.EventuallyWithin(t, "A to be secured under Mutate", time.Minute, func() (bool, error) {
+		return env.Operator(t, nsA).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
 	})
 	cert := &cmv1.Certificate{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cert); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: name}, cert); err != nil {
 		t.Fatalf("no Certificate from the policy's issuer: %v", err)
 	}
 	if cert.Spec.IssuerRef.Name != "e2e-ca" || cert.Spec.Duration.Duration != 48*time.Hour || cert.Spec.RenewBefore.Duration != 12*time.Hour {
 		t.Errorf("Certificate does not follow the policy: issuer %s, duration %v, renewBefore %v", cert.Spec.IssuerRef.Name, cert.Spec.Duration, cert.Spec.RenewBefore)
 	}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &monitoringv1.ServiceMonitor{}); !apierrors.IsNotFound(err) {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: name}, &monitoringv1.ServiceMonitor{}); !apierrors.IsNotFound(err) {
 		t.Errorf("ServiceMonitor: %v; the policy says serviceMonitor: false", err)
 	}
 	waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
-		return s.Compliant == 1 && s.Operators[0].Compliant && s.Operators[0].Mode == v1alpha1.ModeMutate
+		return s.Compliant == 1 && s.Operators[0].Mode == v1alpha1.ModeMutate
 	})
+	if got := env.Operator(t, nsB); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
+		t.Error("Mutate secured B, which opted out")
+	}
 
-	// Mutate allows opting out (nothing is undone, and the operator is left alone from now on).
-	env.MustKubectl(t, "-n", ns, "annotate", "configmap", o.Op.ConfigMapName, meta.AnnotationSecure+"=false")
-	env.MustKubectl(t, "-n", ns, "annotate", "configmap", o.Op.ConfigMapName, meta.AnnotationSecure+"-")
-
-	// Enforce: opting out is denied, with the policy named.
+	// Enforce: a new opt-out is denied, with the policy named.
 	setMode(t, p, v1alpha1.ModeEnforce)
-	framework.Eventually(t, "opting out to be denied", func() (bool, error) {
-		_, stderr, err := env.Kubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, meta.AnnotationSecure+"=false")
+	framework.Eventually(t, "opting A out to be denied", func() (bool, error) {
+		_, stderr, err := env.Kubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, meta.AnnotationSecure+"=false")
 		if err == nil { // the cache has not seen the new mode yet: undo, and try again
-			env.MustKubectl(t, "-n", ns, "annotate", "statefulset", o.Op.Name, meta.AnnotationSecure+"-")
+			env.MustKubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, meta.AnnotationSecure+"-")
 			return false, nil
 		}
-		want := "MetricsSecurityPolicy " + p.Name + " (Enforce) enforces secure metrics in namespace " + ns + ": the StatefulSet may not opt out"
+		want := "MetricsSecurityPolicy " + p.Name + " (Enforce) enforces secure metrics in namespace " + nsA + ": the StatefulSet may not opt out"
 		if !strings.Contains(stderr, want) {
 			return false, fmt.Errorf("denied, but the message %q does not contain %q", stderr, want)
 		}
 		return true, nil
 	})
-	if got := env.Operator(t, ns); got.Object.GetAnnotations()[meta.AnnotationSecure] != "" {
+	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[meta.AnnotationSecure] != "" {
 		t.Error("the denied opt-out was written")
 	}
+
+	// B's old opt-out: the controller secures B anyway (its own patches are not denied), and
+	// another write of B goes through, with a warning.
+	framework.EventuallyWithin(t, "B to be secured despite its old opt-out", time.Minute, func() (bool, error) {
+		got := env.Operator(t, nsB)
+		return got.Object.GetAnnotations()[meta.AnnotationStatus] == "secured" && strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true"), nil
+	})
+	_, stderr = env.MustKubectl(t, "-n", nsB, "label", "statefulset", b.Op.Name, "e2e/touched=yes")
+	if !strings.Contains(stderr, "there before this request; secured anyway") {
+		t.Errorf("a write of B kept its old opt-out without a warning: %q", stderr)
+	}
+	waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
+		return s.Covered == 2 && s.Compliant == 2
+	})
 }
 
 // setMode changes a policy's mode.
