@@ -5,6 +5,8 @@ package compliance
 import (
 	"fmt"
 	"path"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -39,6 +41,7 @@ func Operator(op *eck.Operator, tmpl *corev1.PodTemplateSpec, cm *corev1.ConfigM
 	}
 
 	c := tmpl.Spec.Containers[op.ContainerIndex]
+	findings = append(findings, overrides(c, port)...)
 	declared := -1
 	for _, p := range c.Ports {
 		if p.Name == meta.PortName {
@@ -67,6 +70,42 @@ func Operator(op *eck.Operator, tmpl *corev1.PodTemplateSpec, cm *corev1.ConfigM
 		findings = append(findings, fmt.Sprintf("volume %s is not a required Secret", meta.VolumeName))
 	}
 	return port, findings
+}
+
+// overrides finds environment variables and flags of the manager container that ECK reads
+// ahead of eck.yaml and that turn secure metrics off or move the port.
+func overrides(c corev1.Container, port int) []string {
+	var findings []string
+	check := func(where, key, value string) {
+		switch key {
+		case eckconfig.KeyMetricsSecure:
+			if on, err := strconv.ParseBool(value); err != nil || !on {
+				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, over eck.yaml", c.Name, where, key, value))
+			}
+		case eckconfig.KeyMetricsPort:
+			if value != strconv.Itoa(port) {
+				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, over eck.yaml's %d", c.Name, where, key, value, port))
+			}
+		}
+	}
+	for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort} {
+		name := strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+		for _, e := range c.Env {
+			switch {
+			case e.Name != name:
+			case e.ValueFrom != nil:
+				findings = append(findings, fmt.Sprintf("container %s: env %s takes %s from elsewhere (valueFrom), over eck.yaml", c.Name, name, key))
+			default:
+				check("env "+name, key, e.Value)
+			}
+		}
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), key+"="); ok && strings.HasPrefix(a, "-") {
+				check("flag --"+key, key, v)
+			}
+		}
+	}
+	return findings
 }
 
 // Service checks point 4: a Service labelled for ServiceMonitors selects the operator's

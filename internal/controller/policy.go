@@ -1,26 +1,34 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -37,25 +45,74 @@ type PolicyReconciler struct {
 	Lookup cluster.Lookup
 }
 
-// SetupWithManager registers the controller: policies are its primary objects, and any
-// change to a workload, ConfigMap, Service or Namespace brings back every policy (there are
-// few, and each reconcile reads the cache only).
+// SetupWithManager registers the controller: policies are its primary objects. What a
+// status reports on brings back the policies that select its namespace: an ECK operator
+// workload (spec or labels changed), its eck.yaml ConfigMap, a metrics Service; a Namespace
+// whose labels or annotations change brings back every policy (it may have left a selector).
+// Each reconcile reads the cache only.
 func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	all := handler.EnqueueRequestsFromMapFunc(r.allPolicies)
+	selecting := handler.EnqueueRequestsFromMapFunc(r.policiesSelecting)
+	workloads := builder.WithPredicates(predicate.NewPredicateFuncs(isOperator),
+		predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("metricssecuritypolicy").
 		For(&v1alpha1.MetricsSecurityPolicy{}).
-		Watches(&appsv1.StatefulSet{}, all).
-		Watches(&appsv1.Deployment{}, all).
-		Watches(&corev1.ConfigMap{}, all).
-		Watches(&corev1.Service{}, all).
-		Watches(namespaceMetadata(), all).
+		Watches(&appsv1.StatefulSet{}, selecting, workloads).
+		Watches(&appsv1.Deployment{}, selecting, workloads).
+		Watches(&corev1.ConfigMap{}, selecting, builder.WithPredicates(eitherVersion(func(o client.Object) bool {
+			cm, ok := o.(*corev1.ConfigMap)
+			if !ok {
+				return false
+			}
+			_, isConfig := eck.ConfigKeyOf(cm)
+			return isConfig
+		}))).
+		Watches(&corev1.Service{}, selecting, builder.WithPredicates(eitherVersion(func(o client.Object) bool {
+			return o.GetLabels()[keys.LabelMetricsService] == "true"
+		}))).
+		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.allPolicies),
+			builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Complete(r)
+}
+
+func isOperator(o client.Object) bool {
+	_, _, ok := eck.FromObject(o)
+	return ok
+}
+
+// eitherVersion passes an event when the object, before or after it, satisfies keep (a
+// Service that loses its label matters as much as one that gets it).
+func eitherVersion(keep func(client.Object) bool) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return keep(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return keep(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return keep(e.ObjectOld) || keep(e.ObjectNew) },
+		GenericFunc: func(e event.GenericEvent) bool { return keep(e.Object) },
+	}
+}
+
+// policiesSelecting maps an object to the policies whose selector matches its namespace.
+func (r *PolicyReconciler) policiesSelecting(ctx context.Context, obj client.Object) []reconcile.Request {
+	ns := namespaceMetadata()
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: obj.GetNamespace()}, ns); err != nil {
+		return r.allPolicies(ctx, obj)
+	}
+	var list v1alpha1.MetricsSecurityPolicyList
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if sel, err := policy.Selector(&list.Items[i]); err == nil && sel.Matches(labels.Set(ns.Labels)) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+		}
+	}
+	return reqs
 }
 
 func (r *PolicyReconciler) allPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list v1alpha1.MetricsSecurityPolicyList
-	if err := r.Client.List(ctx, &list); err != nil {
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
@@ -117,7 +174,7 @@ func (r *PolicyReconciler) report(ctx context.Context, p *v1alpha1.MetricsSecuri
 		status.Operators = append(status.Operators, ops...)
 	}
 	slices.SortFunc(status.Operators, func(a, b v1alpha1.OperatorStatus) int {
-		return strings.Compare(a.Namespace+"/"+a.Name+"/"+a.Kind, b.Namespace+"/"+b.Name+"/"+b.Kind)
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
 	})
 	status.Covered = int32(len(status.Operators))
 	for _, o := range status.Operators {
@@ -149,7 +206,7 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 		}
 		entry := v1alpha1.OperatorStatus{Namespace: namespace, Name: w.Operator.Name, Kind: w.Operator.Kind}
 		if in.Coverage != nil {
-			entry.Mode = in.Coverage.Mode
+			entry.Policy, entry.Mode = in.Coverage.Policy, in.Coverage.Mode
 		}
 		if w.Operator.Version != nil {
 			entry.Version = w.Operator.Version.String()
@@ -162,6 +219,17 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 		port, findings := compliance.Operator(w.Operator, w.Template, in.ConfigMap)
 		if len(findings) == 0 {
 			findings = compliance.Service(w.Operator, port, services.Items)
+		}
+		if len(findings) == 0 {
+			// Without it ECK answers every scraper 500: it cannot check their tokens.
+			binding := &metav1.PartialObjectMetadata{}
+			binding.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding"))
+			name := mutate.AuthDelegatorBindingName(w.Operator)
+			if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, binding); apierrors.IsNotFound(err) {
+				findings = append(findings, fmt.Sprintf("no ClusterRoleBinding %s of the operator's ServiceAccount to system:auth-delegator", name))
+			} else if err != nil {
+				return nil, err
+			}
 		}
 		if len(findings) > 0 {
 			if d := policy.Decide(in); d.Plan == nil && d.Skip != "" {
