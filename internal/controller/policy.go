@@ -197,6 +197,9 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 		if err := r.Client.List(ctx, &services, client.InNamespace(namespace)); err != nil {
 			return nil, fmt.Errorf("failed to list Services in %s: %w", namespace, err)
 		}
+		// The cache lists in no fixed order: sorted, the reasons do not flap between two
+		// candidate Services (and the status is not rewritten on every event).
+		slices.SortFunc(services.Items, func(a, b corev1.Service) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	var out []v1alpha1.OperatorStatus
 	for _, w := range workloads {
