@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -111,7 +112,7 @@ func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts Certi
 			RenewBefore: &metav1.Duration{Duration: opts.RenewBefore},
 			Usages:      []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature, cmv1.UsageKeyEncipherment},
 			PrivateKey:  &cmv1.CertificatePrivateKey{RotationPolicy: cmv1.RotationPolicyAlways},
-			IssuerRef:   cmmeta.IssuerReference{Name: plan.Issuer.Name, Kind: plan.Issuer.Kind, Group: "cert-manager.io"},
+			IssuerRef:   cmmeta.IssuerReference{Name: plan.Issuer.Name, Kind: plan.Issuer.Kind, Group: cmp.Or(plan.Issuer.Group, "cert-manager.io")},
 		},
 	}
 }

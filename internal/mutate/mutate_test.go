@@ -263,6 +263,14 @@ func TestCompanions(t *testing.T) {
 		strings.Join(cert.Spec.DNSNames, ",") != "elastic-operator-metrics-guard.elastic-system.svc,elastic-operator-metrics-guard.elastic-system.svc.cluster.local" {
 		t.Errorf("certificate = %+v", cert.Spec)
 	}
+	if cert.Spec.IssuerRef.Group != "cert-manager.io" {
+		t.Errorf("issuer group %q, want cert-manager.io", cert.Spec.IssuerRef.Group)
+	}
+	external := p
+	external.Issuer = &policy.IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}
+	if ref := Certificate(op, &external, svc.Name, DefaultCertificateOptions).Spec.IssuerRef; ref.Group != "awspca.cert-manager.io" || ref.Kind != "AWSPCAClusterIssuer" {
+		t.Errorf("external issuer: %+v", ref)
+	}
 	if Certificate(op, plan, svc.Name, DefaultCertificateOptions) != nil {
 		t.Error("a Certificate without an issuer")
 	}

@@ -131,7 +131,7 @@ func (in Input) withPolicy() Defaults {
 		d.Port = int(*pd.MetricsPort)
 	}
 	if pd.Issuer != nil {
-		d.Issuer, d.IssuerKind = pd.Issuer.Name, pd.Issuer.Kind
+		d.Issuer, d.IssuerKind, d.IssuerGroup = pd.Issuer.Name, pd.Issuer.Kind, pd.Issuer.Group
 	}
 	return d
 }

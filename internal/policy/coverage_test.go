@@ -145,10 +145,16 @@ func TestPolicyDefaults(t *testing.T) {
 		t.Errorf("policy defaults not used over the flags: port %d, issuer %+v", d.Plan.Port, d.Plan.Issuer)
 	}
 
+	// An external issuer keeps its group; an annotation's issuer is cert-manager's.
+	c.Defaults.Issuer = &v1alpha1.IssuerReference{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}
+	if d := Decide(in); d.Plan == nil || *d.Plan.Issuer != (IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}) {
+		t.Errorf("external issuer: %+v", d.Plan)
+	}
+
 	// The operator's own annotations still choose over the policy.
 	in.WorkloadAnnotations = map[string]string{meta.AnnotationMetricsPort: "8090", meta.AnnotationIssuer: "own", meta.AnnotationIssuerKind: IssuerKind}
 	d = Decide(in)
-	if d.Plan == nil || d.Plan.Port != 8090 || d.Plan.Issuer.Name != "own" {
+	if d.Plan == nil || d.Plan.Port != 8090 || *d.Plan.Issuer != (IssuerRef{Name: "own", Kind: IssuerKind}) {
 		t.Errorf("annotations did not win over the policy: %+v", d.Plan)
 	}
 }

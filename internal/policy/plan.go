@@ -61,18 +61,18 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 	} else if plan.SecretName == "" {
 		plan.SecretName = in.Defaults.TLSSecret
 	}
-	issuer, kind := in.Defaults.Issuer, in.Defaults.IssuerKind
+	issuer, kind, group := in.Defaults.Issuer, in.Defaults.IssuerKind, in.Defaults.IssuerGroup
 	if own {
-		issuer, kind = "", ""
+		issuer, kind, group = "", "", ""
 	}
 	if v, ok := annotations[meta.AnnotationIssuer]; ok {
-		issuer, kind = v, annotations[meta.AnnotationIssuerKind]
+		issuer, kind, group = v, annotations[meta.AnnotationIssuerKind], ""
 	}
 	if issuer != "" {
 		if kind == "" {
 			kind = IssuerKind
 		}
-		plan.Issuer = &IssuerRef{Name: issuer, Kind: kind}
+		plan.Issuer = &IssuerRef{Name: issuer, Kind: kind, Group: group}
 		if plan.SecretName == "" {
 			plan.SecretName = SecretName(operatorName(in))
 		}

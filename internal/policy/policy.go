@@ -42,9 +42,11 @@ type Defaults struct {
 	// TLSSecret is the Secret to mount; "" means the Certificate's default name when an
 	// issuer is set, or no Secret at all.
 	TLSSecret string
-	// Issuer and IssuerKind request a cert-manager Certificate.
-	Issuer     string
-	IssuerKind string
+	// Issuer and IssuerKind request a cert-manager Certificate; IssuerGroup is the issuer's
+	// API group, "" for cert-manager.io.
+	Issuer      string
+	IssuerKind  string
+	IssuerGroup string
 }
 
 // Input is everything known about one operator when a decision is made. Operator and
@@ -128,6 +130,8 @@ type Plan struct {
 type IssuerRef struct {
 	Name string
 	Kind string
+	// Group is the issuer's API group; "" means cert-manager.io.
+	Group string
 }
 
 // ConfigChanges are the eck.yaml edits the plan needs.

@@ -81,7 +81,9 @@ type PolicyDefaults struct {
 	ServiceMonitor *bool `json:"serviceMonitor,omitempty"`
 }
 
-// IssuerReference names a cert-manager Issuer (in the operator's namespace) or ClusterIssuer.
+// IssuerReference names a cert-manager Issuer (in the operator's namespace) or ClusterIssuer,
+// or an issuer of an external cert-manager issuer project (group and kind of its own).
+// +kubebuilder:validation:XValidation:rule="self.group != 'cert-manager.io' || self.kind in ['Issuer', 'ClusterIssuer']",message="kind must be Issuer or ClusterIssuer for group cert-manager.io"
 type IssuerReference struct {
 	// Name of the issuer.
 	// +kubebuilder:validation:MinLength=1
@@ -89,11 +91,21 @@ type IssuerReference struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 
-	// Kind is Issuer or ClusterIssuer.
-	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// Kind is Issuer or ClusterIssuer for cert-manager's own issuers; an external issuer's
+	// kind otherwise (e.g. AWSPCAClusterIssuer).
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z0-9]*$`
+	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:default=Issuer
 	// +optional
 	Kind string `json:"kind,omitempty"`
+
+	// Group is cert-manager.io for cert-manager's own issuers, or an external issuer's API
+	// group (e.g. awspca.cert-manager.io).
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:default=cert-manager.io
+	// +optional
+	Group string `json:"group,omitempty"`
 }
 
 // CertificateDefaults are the validity settings of requested Certificates.

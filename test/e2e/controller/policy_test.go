@@ -46,7 +46,7 @@ func TestPolicyValidation(t *testing.T) {
 		"privileged port": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{MetricsPort: port(80)}},
 			want: "spec.defaults.metricsPort: Invalid value: 80: spec.defaults.metricsPort in body should be greater than or equal to 1024"},
 		"issuer kind": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "ca", Kind: "Vault"}}},
-			want: `spec.defaults.issuer.kind: Unsupported value: "Vault": supported values: "Issuer", "ClusterIssuer"`},
+			want: `spec.defaults.issuer: Invalid value: kind must be Issuer or ClusterIssuer for group cert-manager.io`},
 		"issuer name": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "My_CA"}}},
 			want: `spec.defaults.issuer.name: Invalid value: "My_CA"`},
 		"renewBefore not shorter than duration": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: issuer,
@@ -56,6 +56,18 @@ func TestPolicyValidation(t *testing.T) {
 			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("10m")}}},
 			want: `spec.defaults.certificate.duration: Invalid value: "10m0s": must be at least 1h`},
 	}
+	t.Run("external issuer", func(t *testing.T) {
+		p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "external-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{
+			Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}}}}
+		if err := env.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
+			t.Errorf("an external issuer was refused: %v", err)
+		}
+		p = &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "defaulted-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{
+			Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "ca"}}}}
+		if err := env.Client.Create(context.Background(), p, client.DryRunAll); err != nil || p.Spec.Defaults.Issuer.Kind != "Issuer" || p.Spec.Defaults.Issuer.Group != "cert-manager.io" {
+			t.Errorf("issuer defaults: %v, kind %q, group %q", err, p.Spec.Defaults.Issuer.Kind, p.Spec.Defaults.Issuer.Group)
+		}
+	})
 	t.Run("no namespaceSelector", func(t *testing.T) {
 		// Covering every namespace must be said out loud: namespaceSelector: {}.
 		manifest := filepath.Join(t.TempDir(), "policy.yaml")
