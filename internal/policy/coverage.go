@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
@@ -172,6 +173,61 @@ func weakening(in Input) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// normalized is the input as policies see it. A ConfigMap whose operator is not known yet is
+// recognised by its content only: policies cover it only when it is labelled as ECK's own, so
+// that a policy never rewrites an application's config.yaml that happens to hold a
+// metrics-port key. The controller secures the rest once the operator exists.
+func (in Input) normalized() Input {
+	if in.Operator == nil && !eck.IsOperatorConfig(in.ConfigMap) {
+		in.Coverage = nil
+	}
+	return in
+}
+
+// violation is something an Enforce policy forbids, and the object that holds it.
+type violation struct {
+	holder Holder
+	err    *field.Error
+}
+
+// violations are what an Enforce policy forbids in the input's objects: an opt-out of the
+// workload or its ConfigMap (a namespace's is overridden, not denied), and settings that
+// weaken the end state where the guard cannot fix them.
+func violations(in Input) []violation {
+	if !in.enforced() {
+		return nil
+	}
+	var out []violation
+	if _, optedOut, _, _ := optedIn(in); optedOut != "" && optedOut != "namespace" {
+		out = append(out, violation{Holder(optedOut), optOutForbidden(in, optedOut)})
+	}
+	for _, e := range weakening(in) {
+		out = append(out, violation{HolderWorkload, e})
+	}
+	return out
+}
+
+// Held lists the violations of an Enforce policy held by the input's object under admission
+// (all of them if Admitting is ""), whatever else Decide would find: an unsupported version,
+// invalid settings. It is what a request inherits from the object as it was before.
+func Held(in Input) field.ErrorList {
+	in = in.normalized()
+	var out field.ErrorList
+	for _, v := range violations(in) {
+		if in.Admitting == "" || in.Admitting == v.holder {
+			out = append(out, v.err)
+		}
+	}
+	return out
+}
+
+// SameViolation reports whether two violations are the same one, on objects that may differ
+// elsewhere: the field path holds list indexes (env[3]) that move when an unrelated entry is
+// added, so only the kind of error and its detail (which names the setting) are compared.
+func SameViolation(a, b *field.Error) bool {
+	return a.Type == b.Type && a.Detail == b.Detail
 }
 
 // optOutForbidden is the error for an opt-out that an Enforce policy denies.

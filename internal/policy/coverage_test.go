@@ -320,3 +320,20 @@ func TestNothingEnforcedOnUnsupportedOperators(t *testing.T) {
 		t.Errorf("denied %v, plan %v", d.Denied, d.Plan != nil)
 	}
 }
+
+// TestFlagSecretStaysAFixedPoint: with --tls-secret X and --issuer Y, the first pass mounts X
+// and requests a Certificate into it; the second pass, seeing the volume X, must not take X
+// for the user's own Secret and drop the Certificate.
+func TestFlagSecretStaysAFixedPoint(t *testing.T) {
+	op, tmpl := operator()
+	flags := Defaults{TLSSecret: "x", Issuer: "y"}
+	first := Decide(Input{Operator: op, Template: tmpl, ConfigMap: config(""), NamespaceAnnotations: secureTrue, Defaults: flags})
+	if first.Plan == nil || first.Plan.SecretName != "x" || first.Plan.Issuer == nil {
+		t.Fatalf("first pass: %+v", first.Plan)
+	}
+	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "x"}}})
+	second := Decide(Input{Operator: op, Template: tmpl, ConfigMap: config(""), NamespaceAnnotations: secureTrue, Defaults: flags})
+	if second.Plan == nil || second.Plan.SecretName != "x" || second.Plan.Issuer == nil || second.Plan.Issuer.Name != "y" {
+		t.Errorf("second pass lost the Certificate: %+v", second.Plan)
+	}
+}

@@ -52,10 +52,11 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 		SecretName:  existingSecret(in),
 		ServiceName: ServiceName(operatorName(in)),
 	}
-	// A Secret the user brought (the annotation, or a volume the guard did not make) is
-	// theirs: a default issuer (flag or policy) must not have cert-manager overwrite it. Only
-	// an issuer annotation next to it asks for a Certificate into it.
-	own := plan.SecretName != "" && plan.SecretName != SecretName(operatorName(in))
+	// A Secret the user brought (the annotation, or a volume the guard did not make: neither
+	// its default name nor --tls-secret's) is theirs: a default issuer (flag or policy) must
+	// not have cert-manager overwrite it. Only an issuer annotation next to it asks for a
+	// Certificate into it.
+	own := plan.SecretName != "" && plan.SecretName != SecretName(operatorName(in)) && plan.SecretName != in.Defaults.TLSSecret
 	if v, ok := annotations[meta.AnnotationTLSSecret]; ok {
 		plan.SecretName, own = v, true
 	} else if plan.SecretName == "" {

@@ -157,13 +157,7 @@ func (p *Plan) Hash() string {
 // Decide is the single decision all front doors (webhook, controller, CLI) share.
 func Decide(in Input) Decision {
 	var d Decision
-	if in.Operator == nil && !eck.IsOperatorConfig(in.ConfigMap) {
-		// A ConfigMap whose operator is not known yet is recognised by its content only:
-		// policies cover it only when it is labelled as ECK's own, so that a policy never
-		// rewrites an application's config.yaml that happens to hold a metrics-port key.
-		// The controller secures the rest once the operator exists.
-		in.Coverage = nil
-	}
+	in = in.normalized()
 	in.Defaults = in.withPolicy()
 	annotations := merged(in)
 	guarded, optedOut, why, err := optedIn(in)
@@ -179,8 +173,6 @@ func Decide(in Input) Decision {
 	case optedOut != "" && in.enforced():
 		if optedOut == "namespace" {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, meta.AnnotationSecure, in.namespace()))
-		} else {
-			d.deny(in, Holder(optedOut), optOutForbidden(in, optedOut))
 		}
 		guarded = true
 	case optedOut == "" && in.secures():
@@ -197,7 +189,6 @@ func Decide(in Input) Decision {
 
 	if in.Operator != nil {
 		if ok, why := in.Operator.SupportsSecureMetrics(); !ok {
-			d.Denied = nil // nothing to enforce on an operator that cannot be secured
 			d.Skip = "left unchanged: " + why
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s/%s: %s; its metrics endpoint stays unauthenticated", in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, d.Skip))
 			return d
@@ -209,19 +200,19 @@ func Decide(in Input) Decision {
 		}
 	} else if in.ConfigMap != nil {
 		if v := eck.LabelVersion(in.ConfigMap.Labels); v != nil && v.LessThan(eck.MinSecureVersion) {
-			d.Denied = nil
 			d.Skip = fmt.Sprintf("left unchanged: ECK %s ignores metrics-secure, which exists since %s", v, eck.MinSecureVersion)
 			d.Warnings = append(d.Warnings, "ConfigMap "+in.ConfigMap.Name+": "+d.Skip)
 			return d
 		}
 	}
 
-	if weak := weakening(in); in.enforced() {
-		for _, e := range weak {
-			d.deny(in, HolderWorkload, e)
-		}
-	} else {
-		for _, e := range weak {
+	// What an Enforce policy forbids, on an operator it can secure (nothing is enforced on
+	// the others); without Enforce, the weakening settings are warnings.
+	for _, v := range violations(in) {
+		d.deny(in, v.holder, v.err)
+	}
+	if !in.enforced() {
+		for _, e := range weakening(in) {
 			d.Warnings = append(d.Warnings, e.Error())
 		}
 	}
@@ -322,6 +313,16 @@ func optedIn(in Input) (guarded bool, optedOut, why string, err *field.Error) {
 
 func annotationPath(key string) *field.Path {
 	return field.NewPath("metadata", "annotations").Key(key)
+}
+
+// ValidateAnnotations checks the guard's annotations of one object, naming each and what is
+// allowed.
+func ValidateAnnotations(a map[string]string) field.ErrorList {
+	errs := validateAnnotations(a)
+	if v, ok := a[meta.AnnotationSecure]; ok && v != "true" && v != "false" {
+		errs = append(errs, field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"}))
+	}
+	return errs
 }
 
 func validateAnnotations(a map[string]string) field.ErrorList {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -75,29 +77,38 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	if !ok {
 		return admission.Allowed("not an ECK operator")
 	}
+	if obj.GetDeletionTimestamp() != nil {
+		return admission.Allowed("being deleted") // finalizers must be able to go
+	}
 	in, err := h.input(ctx, req.Namespace, cluster.Workload{Operator: op, Template: tmpl, Annotations: obj.GetAnnotations()})
 	if err != nil {
 		return h.failOpen(ctx, err)
 	}
 	in.Admitting = policy.HolderWorkload
 	d := policy.Decide(in)
+	if resp, done := foreignErrors(d, policy.ValidateAnnotations(obj.GetAnnotations())); done {
+		return resp
+	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, obj, func() (policy.Decision, bool) {
+		d = introduced(d, func() (field.ErrorList, bool) {
+			if req.Operation != admissionv1.Update {
+				return nil, true
+			}
 			var old workloadObject = &appsv1.StatefulSet{}
 			if req.Kind == deployments {
 				old = &appsv1.Deployment{}
 			}
 			if decodeOld(req, old) != nil {
-				return policy.Decision{}, false
+				return nil, false
 			}
 			oldOp, oldTmpl, ok := eck.FromObject(old)
 			if !ok {
-				return policy.Decision{}, false
+				return nil, true // it becomes an ECK operator now: everything is new
 			}
+			oldOp.Namespace = req.Namespace
 			oldIn := in
 			oldIn.Operator, oldIn.Template, oldIn.WorkloadAnnotations = oldOp, oldTmpl, old.GetAnnotations()
-			oldOp.Namespace = req.Namespace
-			return policy.Decide(oldIn), true
+			return policy.Held(oldIn), true
 		})
 	}
 	if resp, done := h.early(ctx, req, d); done {
@@ -112,6 +123,9 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	cm := &corev1.ConfigMap{}
 	if err := decode(req, cm); err != nil {
 		return h.failOpen(ctx, err)
+	}
+	if cm.DeletionTimestamp != nil {
+		return admission.Allowed("being deleted")
 	}
 	in := policy.Input{ConfigMap: cm, Defaults: h.Defaults}
 	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
@@ -143,15 +157,27 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	}
 	in.Admitting = policy.HolderConfigMap
 	d := policy.Decide(in)
+	own := policy.ValidateAnnotations(cm.Annotations)
+	for _, e := range d.Errs {
+		if strings.HasPrefix(e.Field, "data") { // its own eck.yaml
+			own = append(own, e)
+		}
+	}
+	if resp, done := foreignErrors(d, own); done {
+		return resp
+	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, cm, func() (policy.Decision, bool) {
+		d = introduced(d, func() (field.ErrorList, bool) {
+			if req.Operation != admissionv1.Update {
+				return nil, true
+			}
 			old := &corev1.ConfigMap{}
 			if decodeOld(req, old) != nil {
-				return policy.Decision{}, false
+				return nil, false
 			}
 			oldIn := in
 			oldIn.ConfigMap = old
-			return policy.Decide(oldIn), true
+			return policy.Held(oldIn), true
 		})
 	}
 	if resp, done := h.early(ctx, req, d); done {
@@ -194,26 +220,30 @@ func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workloa
 	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
 }
 
+// foreignErrors admits unchanged, with a warning, a request whose decision found invalid
+// settings only on other objects (the namespace's annotations, which the webhook never sees
+// written, or the ConfigMap's, seen from its workload): they must not block this object's
+// writes. Errors of its own (own) are denied as usual.
+func foreignErrors(d policy.Decision, own field.ErrorList) (admission.Response, bool) {
+	if len(d.Errs) == 0 || len(own) > 0 {
+		return admission.Response{}, false
+	}
+	return admission.Allowed("admitted unchanged").WithWarnings(
+		"eck-metrics-guard: not secured, the settings of another object are invalid: " + d.Errs.ToAggregate().Error()), true
+}
+
 // introduced keeps, of the violations of an Enforce policy, those the request brings: a
 // policy denies writing an opt-out or a weakening, not every later write of an object that
-// already had it (the controller's own patches, a label, the removal of a finalizer), nor any
-// write of an object being deleted. The others become warnings, and the object is secured
-// anyway. old decides about the object before the request; false when there is none
-// (a create).
-func introduced(d policy.Decision, obj metav1.Object, old func() (policy.Decision, bool)) policy.Decision {
-	before := map[string]bool{}
-	if obj.GetDeletionTimestamp() != nil {
-		for _, e := range d.Denied {
-			before[e.Error()] = true
-		}
-	} else if dOld, ok := old(); ok {
-		for _, e := range dOld.Denied {
-			before[e.Error()] = true
-		}
-	}
+// already had it (the controller's own patches, a label, an upgrade). The others become
+// warnings, and the object is secured anyway. old lists the violations the object held
+// before the request (none for a create); false when that cannot be known (an old object
+// that does not decode), and then nothing is denied: the guard fails open.
+func introduced(d policy.Decision, old func() (field.ErrorList, bool)) policy.Decision {
+	held, known := old()
 	var kept field.ErrorList
 	for _, e := range d.Denied {
-		if before[e.Error()] {
+		inherited := !known || slices.ContainsFunc(held, func(h *field.Error) bool { return policy.SameViolation(e, h) })
+		if inherited {
 			d.Warnings = append(d.Warnings, e.Error()+" (there before this request; secured anyway)")
 			continue
 		}

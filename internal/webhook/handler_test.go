@@ -338,3 +338,42 @@ func TestEnforceDeniesOnlyWhatARequestBrings(t *testing.T) {
 		t.Errorf("a write of an object being deleted was denied: %v", resp.Result)
 	}
 }
+
+// TestEnforceComparesWhatMatters: an env var inserted before an inherited weakening moves its
+// index, not the violation; an upgrade from an unsupported version keeps an old opt-out
+// inherited; invalid settings of the namespace never block the operator's writes.
+func TestEnforceComparesWhatMatters(t *testing.T) {
+	h := &Handler{Lookup: &fakeLookup{coverage: map[string]*policy.Coverage{"elastic-system": {Policy: "platform", Mode: v1alpha1.ModeEnforce}}}}
+	update := func(h *Handler, old, new string) admission.Response {
+		req := request(statefulSets, "elastic-system", new)
+		req.Operation, req.Name = admissionv1.Update, "elastic-operator"
+		req.OldObject = runtime.RawExtension{Raw: []byte(old)}
+		return h.Handle(context.Background(), req)
+	}
+	withEnv := func(env string) string {
+		return strings.Replace(statefulSetJSON, `"args": [`, `"env": [`+env+`], "args": [`, 1)
+	}
+	fromElsewhere := `{"name": "METRICS_SECURE", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "secure"}}}`
+	if resp := update(h, withEnv(fromElsewhere), withEnv(`{"name": "OTHER", "value": "1"}, `+fromElsewhere)); !resp.Allowed {
+		t.Errorf("an inherited weakening at a new index was denied: %v", resp.Result)
+	}
+	if resp := update(h, statefulSetJSON, withEnv(fromElsewhere)); resp.Allowed {
+		t.Error("a new weakening was allowed")
+	}
+
+	optOut := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/secure": "false", `, 1)
+	old := strings.Replace(optOut, "eck-operator:3.5.0", "eck-operator:2.14.0", 1)
+	if resp := update(h, old, optOut); !resp.Allowed {
+		t.Errorf("upgrading an operator that opted out while unsupported was denied: %v", resp.Result)
+	}
+
+	invalidNamespace := &Handler{Lookup: &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {meta.AnnotationSecure: "true", meta.AnnotationMetricsPort: "abc"}}}}
+	resp := update(invalidNamespace, statefulSetJSON, statefulSetJSON)
+	if !resp.Allowed || len(resp.Patches) > 0 || !strings.Contains(strings.Join(resp.Warnings, "\n"), "the settings of another object are invalid") {
+		t.Errorf("invalid namespace settings: allowed %v, %d operations, warnings %q", resp.Allowed, len(resp.Patches), resp.Warnings)
+	}
+	ownInvalid := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/metrics-port": "abc", `, 1)
+	if resp := update(invalidNamespace, statefulSetJSON, ownInvalid); resp.Allowed {
+		t.Error("the object's own invalid annotation was allowed")
+	}
+}
