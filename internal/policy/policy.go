@@ -315,16 +315,6 @@ func annotationPath(key string) *field.Path {
 	return field.NewPath("metadata", "annotations").Key(key)
 }
 
-// ValidateAnnotations checks the guard's annotations of one object, naming each and what is
-// allowed.
-func ValidateAnnotations(a map[string]string) field.ErrorList {
-	errs := validateAnnotations(a)
-	if v, ok := a[meta.AnnotationSecure]; ok && v != "true" && v != "false" {
-		errs = append(errs, field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"}))
-	}
-	return errs
-}
-
 func validateAnnotations(a map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	if v, ok := a[meta.AnnotationMetricsPort]; ok {

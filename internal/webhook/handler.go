@@ -86,7 +86,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	}
 	in.Admitting = policy.HolderWorkload
 	d := policy.Decide(in)
-	if resp, done := foreignErrors(d, policy.ValidateAnnotations(obj.GetAnnotations())); done {
+	if resp, done := foreignErrors(d, ownErrors(d.Errs, obj.GetAnnotations(), false)); done {
 		return resp
 	}
 	if len(d.Denied) > 0 {
@@ -157,13 +157,7 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	}
 	in.Admitting = policy.HolderConfigMap
 	d := policy.Decide(in)
-	own := policy.ValidateAnnotations(cm.Annotations)
-	for _, e := range d.Errs {
-		if strings.HasPrefix(e.Field, "data") { // its own eck.yaml
-			own = append(own, e)
-		}
-	}
-	if resp, done := foreignErrors(d, own); done {
+	if resp, done := foreignErrors(d, ownErrors(d.Errs, cm.Annotations, true)); done {
 		return resp
 	}
 	if len(d.Denied) > 0 {
@@ -218,6 +212,23 @@ func (h *Handler) service(ctx context.Context, req admission.Request) admission.
 
 func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workload) (policy.Input, error) {
 	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
+}
+
+// ownErrors are the errors the admitted object holds: about an annotation it carries itself
+// (its value wins over the ConfigMap's and the namespace's), or, for a ConfigMap, about its
+// data (eck.yaml).
+func ownErrors(errs field.ErrorList, annotations map[string]string, data bool) field.ErrorList {
+	var own field.ErrorList
+	for _, e := range errs {
+		if key, ok := strings.CutPrefix(e.Field, "metadata.annotations["); ok {
+			if _, held := annotations[strings.TrimSuffix(key, "]")]; held {
+				own = append(own, e)
+			}
+		} else if data && strings.HasPrefix(e.Field, "data") {
+			own = append(own, e)
+		}
+	}
+	return own
 }
 
 // foreignErrors admits unchanged, with a warning, a request whose decision found invalid
