@@ -41,7 +41,7 @@ func Operator(op *eck.Operator, tmpl *corev1.PodTemplateSpec, cm *corev1.ConfigM
 	}
 
 	c := tmpl.Spec.Containers[op.ContainerIndex]
-	findings = append(findings, overrides(c, port)...)
+	findings = append(findings, overrides(c, port, certDir)...)
 	declared := -1
 	for _, p := range c.Ports {
 		if p.Name == meta.PortName {
@@ -73,8 +73,8 @@ func Operator(op *eck.Operator, tmpl *corev1.PodTemplateSpec, cm *corev1.ConfigM
 }
 
 // overrides finds environment variables and flags of the manager container that ECK reads
-// ahead of eck.yaml and that turn secure metrics off or move the port.
-func overrides(c corev1.Container, port int) []string {
+// ahead of eck.yaml and that turn secure metrics off, or move the port or the cert dir.
+func overrides(c corev1.Container, port int, certDir string) []string {
 	var findings []string
 	check := func(where, key, value string) {
 		switch key {
@@ -86,9 +86,13 @@ func overrides(c corev1.Container, port int) []string {
 			if value != strconv.Itoa(port) {
 				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, over eck.yaml's %d", c.Name, where, key, value, port))
 			}
+		case eckconfig.KeyMetricsCertDir:
+			if path.Clean(value) != certDir {
+				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, not %s where the certificate is", c.Name, where, key, value, certDir))
+			}
 		}
 	}
-	for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort} {
+	for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort, eckconfig.KeyMetricsCertDir} {
 		name := strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 		for _, e := range c.Env {
 			switch {

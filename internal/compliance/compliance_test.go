@@ -20,10 +20,12 @@ func TestOverrides(t *testing.T) {
 		"secure from elsewhere": {env: []corev1.EnvVar{{Name: "METRICS_SECURE", ValueFrom: &corev1.EnvVarSource{}}}, want: "env METRICS_SECURE takes metrics-secure from elsewhere (valueFrom)"},
 		"flag false":            {args: []string{"manager", "--metrics-secure=false"}, want: `flag --metrics-secure sets metrics-secure to "false"`},
 		"flag true":             {args: []string{"manager", "--metrics-secure=true", "--metrics-port=8081"}},
+		"cert dir elsewhere":    {env: []corev1.EnvVar{{Name: "METRICS_CERT_DIR", Value: "/elsewhere"}}, want: `env METRICS_CERT_DIR sets metrics-cert-dir to "/elsewhere", not /certs where the certificate is`},
+		"cert dir the same":     {args: []string{"--metrics-cert-dir=/certs/"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := strings.Join(overrides(corev1.Container{Name: "manager", Env: tc.env, Args: tc.args}, 8081), "\n")
+			got := strings.Join(overrides(corev1.Container{Name: "manager", Env: tc.env, Args: tc.args}, 8081, "/certs"), "\n")
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("findings %q, want %q", got, tc.want)
 			}

@@ -115,6 +115,10 @@ func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		certificates.SetGroupVersionKind(certificateGVK)
 		b = b.Watches(certificates, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), r.newObject(), handler.OnlyControllerOwner()))
 	}
+	// Its auth-delegator bindings are cluster-scoped, so not owned: a deleted one is noticed
+	// through their labels (metadata only).
+	b = b.Watches(bindingMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorOfBinding),
+		builder.WithPredicates(predicate.NewPredicateFuncs(madeByGuard)))
 	if PoliciesServed(mgr.GetRESTMapper()) {
 		// A policy that starts covering a namespace, or changes its mode or defaults, brings
 		// every operator back; its status updates (no new generation) do not.
@@ -128,6 +132,33 @@ func namespaceMetadata() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return ns
+}
+
+func bindingMetadata() *metav1.PartialObjectMetadata {
+	b := &metav1.PartialObjectMetadata{}
+	b.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding"))
+	return b
+}
+
+func madeByGuard(o client.Object) bool {
+	return o.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue
+}
+
+// operatorOfBinding maps an auth-delegator binding to its operator, if it is of this
+// reconciler's Kind (the other one would take the operator for deleted, and the binding
+// with it).
+func (r *OperatorReconciler) operatorOfBinding(ctx context.Context, obj client.Object) []reconcile.Request {
+	ns, name := obj.GetLabels()[keys.LabelOperatorNamespace], obj.GetLabels()[keys.LabelOperator]
+	workloads, err := r.Lookup.Operators(ctx, ns)
+	if err != nil || ns == "" {
+		return nil
+	}
+	for _, w := range workloads {
+		if w.Operator.Kind == r.Kind && w.Operator.Name == name {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+		}
+	}
+	return nil
 }
 
 // PoliciesServed reports whether the MetricsSecurityPolicy CRD is installed.

@@ -52,11 +52,17 @@ type PolicyReconciler struct {
 // Each reconcile reads the cache only.
 func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	selecting := handler.EnqueueRequestsFromMapFunc(r.policiesSelecting)
-	workloads := builder.WithPredicates(predicate.NewPredicateFuncs(isOperator),
-		predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))
+	workloads := builder.WithPredicates(eitherVersion(isOperator),
+		predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("metricssecuritypolicy").
 		For(&v1alpha1.MetricsSecurityPolicy{}).
+		// Which policy governs an operator depends on every policy that selects it.
+		Watches(&v1alpha1.MetricsSecurityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(bindingMetadata(), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return r.policiesSelectingNamespace(ctx, o.GetLabels()[keys.LabelOperatorNamespace])
+		}), builder.WithPredicates(predicate.NewPredicateFuncs(madeByGuard))).
 		Watches(&appsv1.StatefulSet{}, selecting, workloads).
 		Watches(&appsv1.Deployment{}, selecting, workloads).
 		Watches(&corev1.ConfigMap{}, selecting, builder.WithPredicates(eitherVersion(func(o client.Object) bool {
@@ -93,9 +99,13 @@ func eitherVersion(keep func(client.Object) bool) predicate.Predicate {
 
 // policiesSelecting maps an object to the policies whose selector matches its namespace.
 func (r *PolicyReconciler) policiesSelecting(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.policiesSelectingNamespace(ctx, obj.GetNamespace())
+}
+
+func (r *PolicyReconciler) policiesSelectingNamespace(ctx context.Context, namespace string) []reconcile.Request {
 	ns := namespaceMetadata()
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: obj.GetNamespace()}, ns); err != nil {
-		return r.allPolicies(ctx, obj)
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return r.allPolicies(ctx, nil)
 	}
 	var list v1alpha1.MetricsSecurityPolicyList
 	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
@@ -222,6 +232,9 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 		port, findings := compliance.Operator(w.Operator, w.Template, in.ConfigMap)
 		if len(findings) == 0 {
 			findings = compliance.Service(w.Operator, port, services.Items)
+		}
+		if s, ok := w.Annotations[keys.AnnotationStatus]; ok && s != statusSecured {
+			findings = append(findings, "eck-metrics-guard: "+s) // e.g. waiting for its certificate Secret
 		}
 		if len(findings) == 0 {
 			// Without it ECK answers every scraper 500: it cannot check their tokens.

@@ -112,7 +112,10 @@ func ModeOf(p *v1alpha1.MetricsSecurityPolicy) v1alpha1.Mode {
 
 // Selector is a policy's namespace selector, or an error that names the field.
 func Selector(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, error) {
-	sel, err := metav1.LabelSelectorAsSelector(&p.Spec.NamespaceSelector)
+	if p.Spec.NamespaceSelector == nil { // the API server requires it; a client may not
+		return nil, field.Required(field.NewPath("spec", "namespaceSelector"), "{} selects every namespace")
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.Spec.NamespaceSelector)
 	if err != nil {
 		return nil, field.Invalid(field.NewPath("spec", "namespaceSelector"), p.Spec.NamespaceSelector, err.Error())
 	}

@@ -18,7 +18,7 @@ import (
 func msp(name string, mode v1alpha1.Mode, matchLabels map[string]string) v1alpha1.MetricsSecurityPolicy {
 	return v1alpha1.MetricsSecurityPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       v1alpha1.MetricsSecurityPolicySpec{Mode: mode, NamespaceSelector: metav1.LabelSelector{MatchLabels: matchLabels}},
+		Spec:       v1alpha1.MetricsSecurityPolicySpec{Mode: mode, NamespaceSelector: &metav1.LabelSelector{MatchLabels: matchLabels}},
 	}
 }
 
@@ -43,6 +43,7 @@ func TestCover(t *testing.T) {
 			msp("b", v1alpha1.ModeMutate, nil), msp("a", v1alpha1.ModeMutate, nil),
 		}, want: "a/Mutate"},
 		"invalid selector selects nothing": {policies: []v1alpha1.MetricsSecurityPolicy{badSelector, msp("ok", v1alpha1.ModeAudit, nil)}, labels: prod, want: "ok/Audit"},
+		"no selector selects nothing":      {policies: []v1alpha1.MetricsSecurityPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "none"}, Spec: v1alpha1.MetricsSecurityPolicySpec{Mode: v1alpha1.ModeEnforce}}}, want: ""},
 		"kube-system is never covered":     {policies: []v1alpha1.MetricsSecurityPolicy{msp("all", v1alpha1.ModeEnforce, nil)}, namespace: "kube-system", want: ""},
 		"excluded namespace":               {policies: []v1alpha1.MetricsSecurityPolicy{msp("all", v1alpha1.ModeEnforce, nil)}, labels: map[string]string{meta.LabelExclude: ""}, want: ""},
 	}

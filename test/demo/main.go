@@ -428,7 +428,7 @@ func report(ctx context.Context, c client.Client) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "demo-audit"},
 		Spec: v1alpha1.MetricsSecurityPolicySpec{
 			Mode:              v1alpha1.ModeAudit,
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
 		},
 	}
 	if err := step("policy demo-audit: its status lists the operator, compliant", func() error {

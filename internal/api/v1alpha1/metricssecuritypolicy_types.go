@@ -40,7 +40,7 @@ type MetricsSecurityPolicySpec struct {
 	// guard's exclusions still apply: kube-system and namespaces labelled
 	// metrics-guard.eck.dev/exclude).
 	// +required
-	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// Mode is Audit (report only), Mutate (secure, opting out allowed) or Enforce (secure,
 	// opting out denied).

@@ -11,6 +11,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -57,12 +59,12 @@ func TestPolicyValidation(t *testing.T) {
 			want: `spec.defaults.certificate.duration: Invalid value: "10m0s": must be at least 1h`},
 	}
 	t.Run("external issuer", func(t *testing.T) {
-		p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "external-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{
+		p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "external-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{NamespaceSelector: &metav1.LabelSelector{},
 			Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}}}}
 		if err := env.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
 			t.Errorf("an external issuer was refused: %v", err)
 		}
-		p = &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "defaulted-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{
+		p = &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "defaulted-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{NamespaceSelector: &metav1.LabelSelector{},
 			Defaults: v1alpha1.PolicyDefaults{Issuer: &v1alpha1.IssuerReference{Name: "ca"}}}}
 		if err := env.Client.Create(context.Background(), p, client.DryRunAll); err != nil || p.Spec.Defaults.Issuer.Kind != "Issuer" || p.Spec.Defaults.Issuer.Group != "cert-manager.io" {
 			t.Errorf("issuer defaults: %v, kind %q, group %q", err, p.Spec.Defaults.Issuer.Kind, p.Spec.Defaults.Issuer.Group)
@@ -81,6 +83,7 @@ func TestPolicyValidation(t *testing.T) {
 	})
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			tc.spec.NamespaceSelector = &metav1.LabelSelector{}
 			p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "invalid-"}, Spec: tc.spec}
 			err := env.Client.Create(context.Background(), p, client.DryRunAll)
 			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
@@ -96,7 +99,7 @@ func TestPolicyInvalidSelector(t *testing.T) {
 	t.Parallel()
 	p := &v1alpha1.MetricsSecurityPolicy{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-bad-selector-"},
-		Spec: v1alpha1.MetricsSecurityPolicySpec{Mode: v1alpha1.ModeEnforce, NamespaceSelector: metav1.LabelSelector{
+		Spec: v1alpha1.MetricsSecurityPolicySpec{Mode: v1alpha1.ModeEnforce, NamespaceSelector: &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: "Near", Values: []string{"prod"}}},
 		}},
 	}
@@ -138,7 +141,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	p := &v1alpha1.MetricsSecurityPolicy{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-walk-"},
 		Spec: v1alpha1.MetricsSecurityPolicySpec{
-			NamespaceSelector: metav1.LabelSelector{MatchLabels: selector},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: selector},
 			// Mode left out: the API server defaults it to Audit.
 			Defaults: v1alpha1.PolicyDefaults{
 				Issuer:         &v1alpha1.IssuerReference{Name: "e2e-ca"},
@@ -233,6 +236,16 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	}
 	waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
 		return s.Covered == 2 && s.Compliant == 2
+	})
+
+	// A deleted auth-delegator binding (cluster-scoped, so not owned) is noticed and restored.
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: mutate.AuthDelegatorBindingName(a.Op)}}
+	if err := env.Client.Delete(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, "the auth-delegator binding to be restored", func() (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(binding), binding)
+		return err == nil, client.IgnoreNotFound(err)
 	})
 }
 
