@@ -90,26 +90,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 		return resp
 	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, func() (field.ErrorList, bool) {
-			if req.Operation != admissionv1.Update {
-				return nil, true
-			}
-			var old workloadObject = &appsv1.StatefulSet{}
-			if req.Kind == deployments {
-				old = &appsv1.Deployment{}
-			}
-			if decodeOld(req, old) != nil {
-				return nil, false
-			}
-			oldOp, oldTmpl, ok := eck.FromObject(old)
-			if !ok {
-				return nil, true // it becomes an ECK operator now: everything is new
-			}
-			oldOp.Namespace = req.Namespace
-			oldIn := in
-			oldIn.Operator, oldIn.Template, oldIn.WorkloadAnnotations = oldOp, oldTmpl, old.GetAnnotations()
-			return policy.Held(oldIn), true
-		})
+		d = introduced(d, func() (field.ErrorList, bool) { return heldByOldWorkload(req, in) })
 	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
@@ -161,18 +142,7 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 		return resp
 	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, func() (field.ErrorList, bool) {
-			if req.Operation != admissionv1.Update {
-				return nil, true
-			}
-			old := &corev1.ConfigMap{}
-			if decodeOld(req, old) != nil {
-				return nil, false
-			}
-			oldIn := in
-			oldIn.ConfigMap = old
-			return policy.Held(oldIn), true
-		})
+		d = introduced(d, func() (field.ErrorList, bool) { return heldByOldConfigMap(req, in) })
 	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
@@ -262,6 +232,41 @@ func introduced(d policy.Decision, old func() (field.ErrorList, bool)) policy.De
 	}
 	d.Denied = kept
 	return d
+}
+
+// heldByOldWorkload lists the violations the workload held before the request: none for a
+// create, or when it was not an ECK operator yet; false when the old object does not decode.
+func heldByOldWorkload(req admission.Request, in policy.Input) (field.ErrorList, bool) {
+	if req.Operation != admissionv1.Update {
+		return nil, true
+	}
+	var old workloadObject = &appsv1.StatefulSet{}
+	if req.Kind == deployments {
+		old = &appsv1.Deployment{}
+	}
+	if decodeOld(req, old) != nil {
+		return nil, false
+	}
+	op, tmpl, ok := eck.FromObject(old)
+	if !ok {
+		return nil, true
+	}
+	op.Namespace = req.Namespace
+	in.Operator, in.Template, in.WorkloadAnnotations = op, tmpl, old.GetAnnotations()
+	return policy.Held(in), true
+}
+
+// heldByOldConfigMap is heldByOldWorkload for a ConfigMap.
+func heldByOldConfigMap(req admission.Request, in policy.Input) (field.ErrorList, bool) {
+	if req.Operation != admissionv1.Update {
+		return nil, true
+	}
+	old := &corev1.ConfigMap{}
+	if decodeOld(req, old) != nil {
+		return nil, false
+	}
+	in.ConfigMap = old
+	return policy.Held(in), true
 }
 
 // failOpen admits a request the guard could not process (an undecodable object, a cache
