@@ -53,14 +53,7 @@ func (e *Env) StartProcess(name, path string, args, env []string) (*Process, err
 		return nil, err
 	}
 	p.cleanStop = true
-	e.Go(func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return p.stop()
-		case <-p.exited:
-			return nil // reported by Stop, or by the test that saw it exit
-		}
-	})
+	p.stopWith(e)
 	return &Process{p: p}, nil
 }
 

@@ -131,15 +131,7 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 		return nil, err
 	}
 	k := &ECK{PID: p.cmd.Process.Pid, LogPath: p.logPath, Kubeconfig: kubeconfig, process: p}
-	// Stopped by e.Stop before the control plane; a no-op if stopped already.
-	e.Go(func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return k.Stop()
-		case <-k.exited:
-			return nil // reported by Stop, or by the test that saw it exit
-		}
-	})
+	p.stopWith(e)
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()

@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -88,4 +89,17 @@ func (p *process) stop() error {
 		}
 	})
 	return p.stopErr
+}
+
+// stopWith stops the process when e stops (before the control plane goes); a no-op if it has
+// exited already, which stop or the test that saw it exit reports.
+func (p *process) stopWith(e *Env) {
+	e.Go(func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return p.stop()
+		case <-p.exited:
+			return nil
+		}
+	})
 }
