@@ -28,18 +28,26 @@ type Workload struct {
 // Lookup is every read the webhook makes, and the controller's reads of the same things. The server implements it with cached reads
 // only (see CachedLookup); tests may use anything.
 type Lookup interface {
-	// NamespaceAnnotations returns a namespace's annotations; nil when it is unknown.
-	NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error)
+	// Namespace returns what decisions need of a namespace: its annotations and the
+	// MetricsSecurityPolicy that covers it (zero when the namespace is unknown).
+	Namespace(ctx context.Context, namespace string) (Namespace, error)
 	// ConfigMap returns a ConfigMap, or nil when it does not exist.
 	ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error)
 	// Operators returns the ECK operator workloads of a namespace.
 	Operators(ctx context.Context, namespace string) ([]Workload, error)
-	// Coverage returns the MetricsSecurityPolicy that covers a namespace, or nil.
-	Coverage(ctx context.Context, namespace string) (*policy.Coverage, error)
 }
 
-// IndexConfigMap indexes ECK operator workloads by the ConfigMap that holds their eck.yaml.
-const IndexConfigMap = "eck.configmap"
+// Namespace is what a decision needs of a namespace.
+type Namespace struct {
+	Annotations map[string]string
+	// Coverage is the MetricsSecurityPolicy that covers it; nil when none does.
+	Coverage *policy.Coverage
+}
+
+// Into sets the namespace's part of a decision's input.
+func (n Namespace) Into(in *policy.Input) {
+	in.NamespaceAnnotations, in.Coverage = n.Annotations, n.Coverage
+}
 
 // CachedLookup reads from a controller-runtime cache: Namespaces as metadata only, and
 // StatefulSets, Deployments and ConfigMaps trimmed by Transform.
@@ -67,31 +75,25 @@ func (l CachedLookup) namespace(ctx context.Context, name string) (*metav1.Parti
 	return ns, nil
 }
 
-// NamespaceAnnotations implements Lookup.
-func (l CachedLookup) NamespaceAnnotations(ctx context.Context, namespace string) (map[string]string, error) {
+// Namespace implements Lookup: one cached read of the namespace's metadata, and, when
+// policies are on, one of the policies.
+func (l CachedLookup) Namespace(ctx context.Context, namespace string) (Namespace, error) {
 	ns, err := l.namespace(ctx, namespace)
 	if ns == nil || err != nil {
-		return nil, err
+		return Namespace{}, err
 	}
-	return ns.Annotations, nil
-}
-
-// Coverage implements Lookup.
-func (l CachedLookup) Coverage(ctx context.Context, namespace string) (*policy.Coverage, error) {
+	out := Namespace{Annotations: ns.Annotations}
 	if !l.Policies {
-		return nil, nil
-	}
-	ns, err := l.namespace(ctx, namespace)
-	if ns == nil || err != nil {
-		return nil, err
+		return out, nil
 	}
 	// Read-only, on every admission request: the policies' status lists can be long, so they
 	// are not copied out of the cache.
 	var policies v1alpha1.MetricsSecurityPolicyList
 	if err := l.Reader.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("failed to list MetricsSecurityPolicies: %w", err)
+		return Namespace{}, fmt.Errorf("failed to list MetricsSecurityPolicies: %w", err)
 	}
-	return l.Selectors.Cover(policies.Items, namespace, ns.Labels), nil
+	out.Coverage = l.Selectors.Cover(policies.Items, namespace, ns.Labels)
+	return out, nil
 }
 
 // ConfigMap implements Lookup.
@@ -162,13 +164,11 @@ func Transform(obj any) (any, error) {
 func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults policy.Defaults) (policy.Input, error) {
 	w.Operator.Namespace = namespace
 	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: defaults}
-	var err error
-	if in.NamespaceAnnotations, err = l.NamespaceAnnotations(ctx, namespace); err != nil {
+	ns, err := l.Namespace(ctx, namespace)
+	if err != nil {
 		return in, err
 	}
-	if in.Coverage, err = l.Coverage(ctx, namespace); err != nil {
-		return in, err
-	}
+	ns.Into(&in)
 	if w.Operator.ConfigMapName != "" {
 		if in.ConfigMap, err = l.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
 			return in, err

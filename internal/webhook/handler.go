@@ -130,12 +130,11 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 		}
 		in.ConfigKey = key
 	}
-	if in.NamespaceAnnotations, err = h.Lookup.NamespaceAnnotations(ctx, req.Namespace); err != nil {
+	ns, err := h.Lookup.Namespace(ctx, req.Namespace)
+	if err != nil {
 		return h.failOpen(ctx, err)
 	}
-	if in.Coverage, err = h.Lookup.Coverage(ctx, req.Namespace); err != nil {
-		return h.failOpen(ctx, err)
-	}
+	ns.Into(&in)
 	in.Admitting = policy.HolderConfigMap
 	d := policy.Decide(in)
 	if resp, done := foreignErrors(d, ownErrors(d.Errs, cm.Annotations, true)); done {

@@ -34,12 +34,8 @@ type fakeLookup struct {
 	coverage   map[string]*policy.Coverage
 }
 
-func (f *fakeLookup) Coverage(_ context.Context, ns string) (*policy.Coverage, error) {
-	return f.coverage[ns], nil
-}
-
-func (f *fakeLookup) NamespaceAnnotations(_ context.Context, ns string) (map[string]string, error) {
-	return f.namespaces[ns], nil
+func (f *fakeLookup) Namespace(_ context.Context, ns string) (cluster.Namespace, error) {
+	return cluster.Namespace{Annotations: f.namespaces[ns], Coverage: f.coverage[ns]}, nil
 }
 
 func (f *fakeLookup) ConfigMap(_ context.Context, ns, name string) (*corev1.ConfigMap, error) {
@@ -258,8 +254,8 @@ func applyPatch(t *testing.T, raw string, ops []jsonpatch.JsonPatchOperation) st
 // brokenLookup fails every read, as a cache that is not synced would.
 type brokenLookup struct{ fakeLookup }
 
-func (brokenLookup) NamespaceAnnotations(context.Context, string) (map[string]string, error) {
-	return nil, errors.New("cache not synced")
+func (brokenLookup) Namespace(context.Context, string) (cluster.Namespace, error) {
+	return cluster.Namespace{}, errors.New("cache not synced")
 }
 
 func TestInternalErrorsAdmitUnchanged(t *testing.T) {
