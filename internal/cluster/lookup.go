@@ -136,7 +136,8 @@ func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Worklo
 
 // Transform keeps the cache small: it drops managed fields everywhere, the pod template
 // of workloads that are not ECK operators, and the data of ConfigMaps that hold no
-// eck.yaml. Use it as the cache's DefaultTransform.
+// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData).
+// Use it as the cache's DefaultTransform.
 func Transform(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)
@@ -154,7 +155,7 @@ func Transform(obj any) (any, error) {
 		o.Status = appsv1.DeploymentStatus{}
 	case *corev1.ConfigMap:
 		if _, ok := eck.ConfigKeyOf(o); !ok {
-			o.Data, o.BinaryData = nil, nil
+			o.Data, o.BinaryData = eck.EnvData(o.Data), nil
 		}
 	}
 	return obj, nil
@@ -173,6 +174,19 @@ func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults
 		if in.ConfigMap, err = l.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
 			return in, err
 		}
+	}
+	for _, name := range eck.ConfigMapRefs(w.Template, w.Operator.ContainerIndex) {
+		if _, done := in.ConfigMaps[name]; done || name == w.Operator.ConfigMapName {
+			continue
+		}
+		cm, err := l.ConfigMap(ctx, namespace, name)
+		if err != nil {
+			return in, err
+		}
+		if in.ConfigMaps == nil {
+			in.ConfigMaps = map[string]*corev1.ConfigMap{}
+		}
+		in.ConfigMaps[name] = cm
 	}
 	return in, nil
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
@@ -215,11 +216,15 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d := policy.Decide(in)
+	res, ferr := engine.Secure(in)
+	d := res.Decision
+	if ferr != nil {
+		d.Errs = append(d.Errs, ferr)
+	}
 	if len(d.Errs) > 0 {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidSettings", "Reconcile", "not secured: %v", d.Errs.ToAggregate())
 		operators.WithLabelValues(stateInvalid).Inc()
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, r.setStatus(ctx, sts, "not secured: invalid settings: "+d.Errs.ToAggregate().Error())
 	}
 	if len(d.Denied) > 0 {
 		// An Enforce policy would deny this object today; it was admitted before the policy
@@ -227,17 +232,24 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "PolicyViolation", "Reconcile", "secured anyway: %v", d.Denied.ToAggregate())
 	}
 	if d.Plan == nil {
-		if d.Guarded {
-			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
-		}
 		log.V(1).Info("left alone", "reason", d.Skip)
-		return reconcile.Result{}, nil
+		if !d.Guarded {
+			// An operator the guard no longer guards keeps no "secured" of earlier days.
+			if _, annotated := sts.GetAnnotations()[keys.AnnotationStatus]; annotated {
+				return reconcile.Result{}, r.setStatus(ctx, sts, "not guarded: "+d.Skip)
+			}
+			return reconcile.Result{}, nil
+		}
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
+		return reconcile.Result{}, r.setStatus(ctx, sts, "not secured: "+engine.Judge(in).String())
 	}
 	plan := d.Plan
 	opts := r.Options.covered(in.Coverage)
 
-	if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
-		return reconcile.Result{}, err
+	if !plan.Flags {
+		if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	service, err := r.ensureService(ctx, sts, op, plan)
 	if err != nil {
@@ -265,11 +277,17 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// The status is the verdict on what the guard leaves: never "secured" unless what ECK
+	// will read proves it.
 	status := statusSecured
-	if waiting {
+	switch {
+	case !res.Verdict.Secured():
+		status = "not secured: " + res.Verdict.String()
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotSecured", "Reconcile", "%s", res.Verdict)
+	case waiting:
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
-	if err := r.healWorkload(ctx, sts, op, plan, status); err != nil {
+	if err := r.healWorkload(ctx, sts, res, status); err != nil {
 		return reconcile.Result{}, err
 	}
 	if waiting {
@@ -277,16 +295,42 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		operators.WithLabelValues(stateWaiting).Inc()
 		return reconcile.Result{RequeueAfter: waitForSecret}, nil
 	}
+	if status != statusSecured {
+		operators.WithLabelValues(stateNotSecured).Inc()
+		return reconcile.Result{}, nil
+	}
 	operators.WithLabelValues(stateSecured).Inc()
 	return reconcile.Result{}, nil
 }
 
-// healWorkload applies the plan to the stored pod template (what the webhook would have
-// done) and records the status annotation, with a JSON patch of exactly those changes.
-func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan, status string) error {
+// setStatus records the status annotation alone.
+func (r *OperatorReconciler) setStatus(ctx context.Context, obj client.Object, status string) error {
+	if obj.GetAnnotations()[keys.AnnotationStatus] == status {
+		return nil
+	}
+	before := obj.DeepCopyObject().(client.Object)
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[keys.AnnotationStatus] = status
+	obj.SetAnnotations(annotations)
+	if err := r.patch(ctx, before, obj); err != nil {
+		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// healWorkload writes the secured pod template of res (what the webhook would have done)
+// and records the status annotation, with a JSON patch of exactly those changes.
+func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, res engine.Result, status string) error {
+	plan := res.Decision.Plan
 	before := sts.DeepCopyObject().(client.Object)
 	_, tmpl, _ := eck.FromObject(sts)
-	healed := mutate.PodTemplate(tmpl, op, plan)
+	healed := res.TemplateChanged
+	if res.Template != nil {
+		*tmpl = *res.Template
+	}
 	if sts.GetAnnotations()[keys.AnnotationStatus] != status {
 		annotations := sts.GetAnnotations()
 		if annotations == nil {

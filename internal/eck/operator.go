@@ -1,14 +1,16 @@
-// Package eck recognises an Elastic (ECK) operator workload and reads what the guard needs
-// from it: its config ConfigMap, version, selector and ServiceAccount.
+// Package eck models what an Elastic (ECK) operator reads and serves, purely from its
+// objects: it recognises the workload, resolves the settings ECK will read (flags, env,
+// envFrom, the config file the kubelet materialises, defaults) with the source of each, and
+// judges the metrics endpoint from them.
 //
-// Recognition never relies on object names: an ECK operator is a workload whose container
-// "manager" runs "manager --config=<path>" from an image named eck-operator*.
+// Recognition never relies on object names: an ECK operator is a workload with a container
+// from an image named eck-operator* (the one named "manager" first) that runs ECK's manager.
+// What it cannot read it reports as unknown, and unknown is never secured.
 package eck
 
 import (
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 
@@ -22,17 +24,6 @@ import (
 // ignore it, so the guard does not pretend to secure them.
 var MinSecureVersion = version.MustParseGeneric("2.16.0")
 
-// Install says how an operator was installed; names of companion objects depend on it.
-type Install string
-
-// Install methods.
-const (
-	InstallManifest Install = "manifest" // Elastic's all-in-one operator.yaml
-	InstallHelm     Install = "helm"     // the eck-operator Helm chart
-	InstallOLM      Install = "olm"      // OperatorHub (a Deployment)
-	InstallUnknown  Install = "unknown"
-)
-
 // Operator is what the guard knows about one ECK operator workload.
 type Operator struct {
 	// Kind is StatefulSet or Deployment.
@@ -43,13 +34,16 @@ type Operator struct {
 	// ContainerIndex is the index of the "manager" container in the pod template.
 	ContainerIndex int
 
-	// ConfigPath is the value of --config, e.g. /conf/eck.yaml.
+	// ConfigPath is the last --config, e.g. /conf/eck.yaml; "" when there is none.
 	ConfigPath string
-	// ConfigMapName and ConfigKey locate eck.yaml: the ConfigMap volume mounted at
-	// dirname(ConfigPath), and basename(ConfigPath). ConfigMapName is empty when the
-	// config comes from something other than a ConfigMap volume.
+	// ConfigMapName and ConfigKey locate eck.yaml where the kubelet takes it from: the
+	// ConfigMap (of a ConfigMap or projected volume) and its key (in data or binaryData).
+	// ConfigMapName is empty when no ConfigMap provides the file.
 	ConfigMapName string
 	ConfigKey     string
+	// Unknown says why the guard cannot tell what the container runs or where its config
+	// comes from (then nothing it reports about the operator is secured).
+	Unknown string
 
 	// Version is the operator version from the image tag or the app.kubernetes.io/version
 	// label; nil when neither says.
@@ -60,7 +54,6 @@ type Operator struct {
 	Selector map[string]string
 	// ServiceAccount runs the operator; it needs system:auth-delegator in secure mode.
 	ServiceAccount string
-	Install        Install
 }
 
 // SupportsSecureMetrics reports whether the operator reads metrics-secure, and why not.
@@ -86,9 +79,13 @@ func FromDeployment(d *appsv1.Deployment) (op *Operator, ok bool) {
 }
 
 func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) (*Operator, bool) {
-	idx, configPath, ok := findManager(tmpl.Spec.Containers)
+	idx, ok := operatorContainer(tmpl.Spec.Containers)
 	if !ok {
 		return nil, false
+	}
+	e := Resolve(tmpl, idx, nil)
+	if e.CommandLine.NotManager != "" {
+		return nil, false // the image, but not the operator: nothing is served
 	}
 	c := &tmpl.Spec.Containers[idx]
 	op := &Operator{
@@ -96,10 +93,11 @@ func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSe
 		Namespace:      meta.Namespace,
 		Name:           meta.Name,
 		ContainerIndex: idx,
-		ConfigPath:     configPath,
-		ConfigKey:      path.Base(configPath),
 		ServiceAccount: tmpl.Spec.ServiceAccountName,
-		Install:        installOf(kind, meta.Labels),
+		Unknown:        e.CommandLine.Unknown,
+	}
+	if f := e.File; f != nil {
+		op.ConfigPath, op.ConfigMapName, op.ConfigKey = f.Path, f.ConfigMap, f.Key
 	}
 	if op.ServiceAccount == "" {
 		op.ServiceAccount = "default"
@@ -107,53 +105,26 @@ func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSe
 	if selector != nil {
 		op.Selector = selector.MatchLabels
 	}
-	op.ConfigMapName = configMapAt(tmpl.Spec.Volumes, c.VolumeMounts, path.Dir(configPath))
 	op.Version = versionOf(c.Image, meta.Labels, tmpl.Labels)
 	return op, true
 }
 
-// findManager returns the container that runs ECK's manager and its --config path.
-func findManager(containers []corev1.Container) (int, string, bool) {
+// operatorContainer is the container that runs the ECK image: the one named manager, else
+// the first.
+func operatorContainer(containers []corev1.Container) (int, bool) {
+	found := -1
 	for i := range containers {
-		c := &containers[i]
-		if c.Name != "manager" || !IsOperatorImage(c.Image) {
+		if !IsOperatorImage(containers[i].Image) {
 			continue
 		}
-		if p, ok := ConfigFlag(append(append([]string(nil), c.Command...), c.Args...)); ok {
-			return i, p, true
+		if containers[i].Name == "manager" {
+			return i, true
+		}
+		if found < 0 {
+			found = i
 		}
 	}
-	return 0, "", false
-}
-
-// ConfigFlag finds "manager" followed by a --config flag in a command line and returns
-// the config path.
-func ConfigFlag(argv []string) (string, bool) {
-	manager := false
-	for i, a := range argv {
-		if path.Base(a) == "manager" || a == "manager" {
-			manager = true
-			continue
-		}
-		if !manager {
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "config" {
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(argv) {
-				return "", false
-			}
-			value = argv[i+1]
-		}
-		if value == "" || !path.IsAbs(value) {
-			return "", false
-		}
-		return path.Clean(value), true
-	}
-	return "", false
+	return found, found >= 0
 }
 
 // IsOperatorImage reports whether an image reference names the ECK operator: its basename
@@ -200,45 +171,21 @@ func LabelVersion(labels map[string]string) *version.Version {
 	return v
 }
 
-// configMapAt returns the ConfigMap whose volume is mounted at dir.
-func configMapAt(volumes []corev1.Volume, mounts []corev1.VolumeMount, dir string) string {
-	for _, m := range mounts {
-		if path.Clean(m.MountPath) != dir || m.SubPath != "" {
-			continue
-		}
-		for _, v := range volumes {
-			if v.Name == m.Name && v.ConfigMap != nil {
-				return v.ConfigMap.Name
-			}
-		}
-	}
-	return ""
-}
-
-func installOf(kind string, labels map[string]string) Install {
-	switch {
-	case labels["app.kubernetes.io/managed-by"] == "Helm" || labels["helm.sh/chart"] != "":
-		return InstallHelm
-	case labels["control-plane"] == "elastic-operator":
-		return InstallManifest
-	case kind == "Deployment" && labels["olm.owner"] != "":
-		return InstallOLM
-	}
-	return InstallUnknown
-}
-
 // configMarkers are keys of eck.yaml; a ConfigMap value holding one of them at the start
 // of a line is taken for an ECK config even when its key is not eck.yaml.
-var configMarkers = []string{"operator-namespace:", "metrics-port:", "enable-webhook:", "ca-cert-validity:", "log-verbosity:"}
+var configMarkers = []string{"operator-namespace:", "metrics-port:", "metrics-secure:", "metrics-host:", "metrics-cert-dir:", "enable-webhook:", "ca-cert-validity:", "log-verbosity:"}
 
 // DefaultConfigKey is where ECK's manifests and Helm chart put the operator config.
 const DefaultConfigKey = "eck.yaml"
 
 // ConfigKeyOf returns the key of a ConfigMap that looks like an ECK operator config: the
-// key eck.yaml, or a *.yaml key holding eck.yaml settings. The webhook configuration's
+// key eck.yaml (in data or binaryData), or a *.yaml key holding eck.yaml settings. The webhook configuration's
 // matchConditions use the same test.
 func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
 	if _, ok := cm.Data[DefaultConfigKey]; ok {
+		return DefaultConfigKey, true
+	}
+	if _, ok := cm.BinaryData[DefaultConfigKey]; ok {
 		return DefaultConfigKey, true
 	}
 	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {

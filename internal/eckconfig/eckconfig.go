@@ -68,6 +68,9 @@ func (e *DuplicateKeyError) Error() string {
 // the settings ECK will see without knowing YAML. Keys match case-insensitively, as in viper.
 type Config struct {
 	entries []entry
+	// byFold indexes entries by their folded key, so that a lookup costs the same in a file
+	// of ten keys and in one of tens of thousands.
+	byFold map[string]int
 }
 
 // entry is one top-level key and its value.
@@ -84,7 +87,7 @@ func Parse(text string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{entries: d.entries}, nil
+	return &d.Config, nil
 }
 
 // Keys returns the top-level keys as written, in document order, so that reports can list
@@ -149,11 +152,8 @@ func (c *Config) scalarOf(key, want string) (string, bool, error) {
 }
 
 func (c *Config) lookup(key string) *entry {
-	fold := strings.ToLower(key)
-	for i := range c.entries {
-		if c.entries[i].fold == fold {
-			return &c.entries[i]
-		}
+	if i, ok := c.byFold[strings.ToLower(key)]; ok {
+		return &c.entries[i]
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func (d *document) index(root *yaml.Node) error {
 	if !d.flow && len(root.Content) > 0 {
 		d.indent = d.src.blockIndent(root)
 	}
-	seen := make(map[string]*yaml.Node, len(root.Content)/2)
+	d.byFold = make(map[string]int, len(root.Content)/2)
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key := root.Content[i]
 		name, ok := scalar(key)
@@ -239,10 +239,10 @@ func (d *document) index(root *yaml.Node) error {
 			return fmt.Errorf("%w: line %d: a top-level key must be a string", ErrInvalidYAML, key.Line)
 		}
 		fold := strings.ToLower(name)
-		if first, dup := seen[fold]; dup {
-			return &DuplicateKeyError{Key: name, FirstLine: first.Line, SecondLine: key.Line}
+		if first, dup := d.byFold[fold]; dup {
+			return &DuplicateKeyError{Key: name, FirstLine: d.entries[first].key.Line, SecondLine: key.Line}
 		}
-		seen[fold] = key
+		d.byFold[fold] = len(d.entries)
 		d.entries = append(d.entries, entry{name: name, fold: fold, key: key, value: root.Content[i+1]})
 	}
 	return nil
@@ -296,4 +296,19 @@ func kindName(n *yaml.Node) string {
 func parseInt(s string) (int, error) {
 	n, err := strconv.ParseInt(s, 0, 0)
 	return int(n), err
+}
+
+// Value returns a top-level key's value decoded as viper decodes eck.yaml (with yaml.v3 into
+// an interface): a bool, an int, a float64, a string, or a list or map. It reports false when
+// the key is absent or null (ECK then uses its default).
+func (c *Config) Value(key string) (any, bool) {
+	e := c.lookup(key)
+	if e == nil || isNull(e.value) {
+		return nil, false
+	}
+	var v any
+	if err := resolve(e.value).Decode(&v); err != nil {
+		return nil, false
+	}
+	return v, true
 }

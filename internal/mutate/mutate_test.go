@@ -137,7 +137,7 @@ func TestPodTemplate(t *testing.T) {
 			}
 			sts, op := operatorSTS(muts...)
 			original := sts.DeepCopy()
-			if !PodTemplate(&sts.Spec.Template, op, p) {
+			if !podTemplate(&sts.Spec.Template, op, p) {
 				t.Fatal("no change reported")
 			}
 			tc.check(t, &sts.Spec.Template.Spec)
@@ -145,7 +145,7 @@ func TestPodTemplate(t *testing.T) {
 				t.Error("the settings hash is not on the pod template")
 			}
 			once := sts.DeepCopy()
-			if PodTemplate(&sts.Spec.Template, op, p) || !equality.Semantic.DeepEqual(once, sts) {
+			if podTemplate(&sts.Spec.Template, op, p) || !equality.Semantic.DeepEqual(once, sts) {
 				t.Error("not idempotent")
 			}
 			if _, err := patch.Diff(original, sts); err != nil {
@@ -162,7 +162,7 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: meta.VolumeName, MountPath: plan.CertDir + "/", ReadOnly: true})
 		s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls"}}})
 	})
-	if PodTemplate(&sts.Spec.Template, op, plan) {
+	if podTemplate(&sts.Spec.Template, op, plan) {
 		t.Errorf("an already secured template was changed: %+v", sts.Spec.Template)
 	}
 	if _, ok := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]; ok {
@@ -172,11 +172,11 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 
 func TestPodTemplateHashFollowsSettings(t *testing.T) {
 	sts, op := operatorSTS()
-	PodTemplate(&sts.Spec.Template, op, plan)
+	podTemplate(&sts.Spec.Template, op, plan)
 	first := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]
 	moved := *plan
 	moved.Port = 8082
-	if !PodTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == first {
+	if !podTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == first {
 		t.Error("a new port did not change the pod template hash")
 	}
 }
@@ -282,4 +282,9 @@ func TestCompanions(t *testing.T) {
 	if ServiceMonitor(op, &policy.Plan{Port: 8081}, svc) != nil {
 		t.Error("a ServiceMonitor without a CA to verify against")
 	}
+}
+
+// podTemplate secures a template whose ConfigMaps are not needed.
+func podTemplate(tmpl *corev1.PodTemplateSpec, op *eck.Operator, plan *policy.Plan) bool {
+	return PodTemplate(tmpl, op, plan, eck.Resolve(tmpl, op.ContainerIndex, nil))
 }

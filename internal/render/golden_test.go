@@ -114,7 +114,8 @@ func TestErrorsNameFileDocumentObjectAndField(t *testing.T) {
 		},
 		"duplicate eck.yaml key": {
 			input: bytes.Replace(input, []byte("    webhook-port: 9443\n"), []byte("    webhook-port: 9443\n    metrics-port: 1\n"), 1),
-			want:  []string{"document 1 (StatefulSet platform-eck/eck)", "ConfigMap platform-eck/eck-config", "metrics-port"},
+			// The error is the ConfigMap's: its document is named, not the workload's.
+			want: []string{"document 0 (ConfigMap platform-eck/eck-config)", "metrics-port"},
 		},
 		"eck.yaml not a mapping": {
 			input: bytes.Replace(input, []byte("    # Logging\n"), []byte("    - a list\n    # Logging\n"), 1),

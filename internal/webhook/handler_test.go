@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -349,12 +350,20 @@ func TestEnforceComparesWhatMatters(t *testing.T) {
 	withEnv := func(env string) string {
 		return strings.Replace(statefulSetJSON, `"args": [`, `"env": [`+env+`], "args": [`, 1)
 	}
+	// A value from elsewhere is outranked by a flag the guard adds: secured, not denied.
 	fromElsewhere := `{"name": "METRICS_SECURE", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "secure"}}}`
-	if resp := update(h, withEnv(fromElsewhere), withEnv(`{"name": "OTHER", "value": "1"}, `+fromElsewhere)); !resp.Allowed {
-		t.Errorf("an inherited weakening at a new index was denied: %v", resp.Result)
+	if resp := update(h, statefulSetJSON, withEnv(fromElsewhere)); !resp.Allowed || !strings.Contains(fmt.Sprint(resp.Patches), "--metrics-secure=true") {
+		t.Errorf("METRICS_SECURE from a ConfigMap: allowed %v, patch %v; want a --metrics-secure=true flag", resp.Allowed, resp.Patches)
 	}
-	if resp := update(h, statefulSetJSON, withEnv(fromElsewhere)); resp.Allowed {
-		t.Error("a new weakening was allowed")
+	// A launcher the guard cannot read is a weakening it cannot fix: denied when it is new,
+	// a warning when the object had it already (an env var inserted before it changes nothing).
+	shell := strings.Replace(statefulSetJSON, `"args": [`, `"command": ["/bin/sh", "-c", "exec /elastic-operator manager --metrics-secure=false"], "args": [`, 1)
+	if resp := update(h, statefulSetJSON, shell); resp.Allowed || !strings.Contains(resp.Result.Message, "unknown") {
+		t.Errorf("a new shell launcher: allowed %v, %v", resp.Allowed, resp.Result)
+	}
+	withShellEnv := strings.Replace(shell, `"args": [`, `"env": [{"name": "OTHER", "value": "1"}], "args": [`, 1)
+	if resp := update(h, shell, withShellEnv); !resp.Allowed {
+		t.Errorf("an inherited launcher was denied: %v", resp.Result)
 	}
 
 	optOut := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/secure": "false", `, 1)
