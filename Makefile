@@ -13,6 +13,7 @@ include test/tools/controlplane.mk
 include test/tools/certmanager.mk
 include test/tools/eck.mk
 include test/tools/packaging.mk
+include test/tools/eckcharts.mk
 include test/tools/demo.mk
 
 .PHONY: all
