@@ -54,13 +54,14 @@ verify-manifests: manifests ## Fail if the generated files differ from what is c
 # Every test event of the last `make test` (go test -json), which the summary is made from.
 TEST_JSON ?= $(CURDIR)/testbin/test.json
 # Packages whose tests may never skip: the end-to-end suites (and their framework).
-NO_SKIPS = $(shell go list -m)/test/
+GO_MODULE = $(shell go list -m)
+NO_SKIPS  = $(GO_MODULE)/test/
 
 .PHONY: test
 test: controlplane cert-manager eck-operator helm eck-manifests gotestsum lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
 	@mkdir -p $(dir $(TEST_JSON))
 	@status=0; $(GOTESTSUM) --format pkgname --jsonfile $(TEST_JSON) -- -count=1 ./... || status=$$?; \
-	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) $(TEST_JSON) || status=1; \
+	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) -trim $(GO_MODULE)/ $(TEST_JSON) || status=1; \
 	exit $$status
 
 .PHONY: test-unit

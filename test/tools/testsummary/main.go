@@ -3,7 +3,7 @@
 // with the reason it gave. With -no-skips it fails when a test of a package under that prefix
 // skipped: `make test` uses it so that no end-to-end test is skipped unnoticed.
 //
-//	go run ./test/tools/testsummary [-no-skips <package prefix>] <file.json>
+//	go run ./test/tools/testsummary [-no-skips <package prefix>] [-trim <prefix>] <file.json>
 package main
 
 import (
@@ -183,11 +183,12 @@ func commonPrefix(names map[string]*pkgSummary) string {
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("testsummary", flag.ContinueOnError)
 	noSkips := fs.String("no-skips", "", "fail if a test of a package whose import path starts with this prefix skipped")
+	trim := fs.String("trim", "", "prefix to trim from package names (default: the one all share)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("usage: testsummary [-no-skips <package prefix>] <go test -json output>")
+		return fmt.Errorf("usage: testsummary [-no-skips <package prefix>] [-trim <prefix>] <go test -json output>")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -211,7 +212,10 @@ func run(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: no test events", fs.Arg(0))
 	}
 	fmt.Fprintln(stdout)
-	s.write(stdout, commonPrefix(s.pkgs))
+	if *trim == "" {
+		*trim = commonPrefix(s.pkgs)
+	}
+	s.write(stdout, *trim)
 	if *noSkips != "" {
 		var bad []string
 		for _, sk := range s.skips {
