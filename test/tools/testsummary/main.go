@@ -159,7 +159,7 @@ func (s *summary) write(w io.Writer, trim string) {
 }
 
 func duration(seconds float64) string {
-	return time.Duration(seconds * float64(time.Second)).Round(100 * time.Millisecond).String()
+	return time.Duration(seconds * float64(time.Second)).Round(10 * time.Millisecond).String()
 }
 
 // commonPrefix is the longest prefix ending in "/" shared by every package name.

@@ -38,8 +38,8 @@ func TestSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"internal/x       0       1        0         0  200ms  FAIL",
-		"test/e2e 1 0 1 1 2.3s",
+		"internal/x 0 1 0 0 200ms FAIL",
+		"test/e2e 1 0 1 1 2.25s",
 		"total (2 packages)       1       1        1         1",
 		"(1 packages have no tests)",
 		"2 skipped:\n  test/e2e TestA/sub\n      a_test.go:9: no kubectl here\n  test/e2e TestB\n      (no reason given)\n",
