@@ -244,7 +244,8 @@ func parse(t *testing.T, b []byte) *stream {
 	return s
 }
 
-// realManifests are the real ECK manifests: rendered (required), then ../shared/fixtures/eck.
+// realManifests are the real ECK manifests, the rendered ones then those of ../shared/fixtures/eck
+// (eckmanifests.ForTest: without renders the test fails under make, skips under a bare go test).
 func realManifests(t *testing.T) []eckmanifests.Manifest {
 	t.Helper()
 	return eckmanifests.ForTest(t)
