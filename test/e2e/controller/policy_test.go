@@ -128,7 +128,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	selector := map[string]string{"e2e.metrics-guard.eck.dev/policy": fmt.Sprintf("walk-%d", time.Now().UnixNano())}
-	fixture := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	fixture := framework.ECKManifest(t, "operator-3.5.0.yaml")
 	nsA, nsB := env.Namespace(t, "e2e-policy-a", nil, selector), env.Namespace(t, "e2e-policy-b", nil, selector)
 	for _, ns := range []string{nsA, nsB} {
 		caIssuer(t, ns)
