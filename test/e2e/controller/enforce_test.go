@@ -3,7 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
-	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,18 +25,21 @@ import (
 // policy and the winning source named; what the guard can fix is admitted and secured at the
 // source that wins; an operator that was unreadable before the policy keeps being admitted,
 // with a warning, and the policy's status lists it as unknown, never compliant.
+// managerLine is the manager container's name in a manifest, with its indentation.
+var managerLine = regexp.MustCompile(`(?m)^(\s+)name: manager\n`)
+
 func TestEnforceJudgesWhatECKReads(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	selector := map[string]string{"e2e.metrics-guard.eck.dev/policy": fmt.Sprintf("enforce-%d", time.Now().UnixNano())}
-	fixture := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	fixture := framework.ECKManifest(t, "operator-3.5.0.yaml")
 	ns, nsB := env.Namespace(t, "e2e-enforce", nil, nil), env.Namespace(t, "e2e-enforce-b", nil, nil)
 	caIssuer(t, ns)
 
 	// B runs behind a shell before any policy covers the namespace: the guard cannot read it.
 	shellB := func(m string) string {
 		m = strings.Replace(m, "kind: StatefulSet\nmetadata:\n  name: elastic-operator\n", "kind: StatefulSet\nmetadata:\n  name: operator-b\n", 1)
-		return strings.Replace(m, "        name: manager\n", "        name: manager\n        command: [\"/bin/sh\", \"-c\", \"exec /elastic-operator manager --config=/conf/eck.yaml --metrics-secure=false\"]\n", 1)
+		return managerLine.ReplaceAllString(m, "${1}name: manager\n${1}command: [\"/bin/sh\", \"-c\", \"exec /elastic-operator manager --config=/conf/eck.yaml --metrics-secure=false\"]\n")
 	}
 	manifest := framework.Manifest(t, fixture, ns)
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, fixture, nsB, shellB))

@@ -46,19 +46,6 @@ func ECKManifests(t *testing.T) []eckmanifests.Manifest {
 	return all
 }
 
-// FixtureDir is the directory of the rendered ECK manifests, which have the names of those
-// ../shared/fixtures/eck used to hold; the test fails if there are none.
-//
-// Deprecated: use ECKManifest, or ECKManifests for every version and source.
-func FixtureDir(t *testing.T) string {
-	t.Helper()
-	dir, err := eckmanifests.RenderedDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // Namespace creates a namespace with the annotations and labels, deleted when the test
 // ends.
 func (e *Env) Namespace(t *testing.T, prefix string, annotations, labels map[string]string) string {
