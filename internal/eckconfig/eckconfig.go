@@ -210,17 +210,78 @@ func load(text string) (*document, error) {
 	return d, nil
 }
 
-// decodable decodes the document into a map, as ECK does, to refuse what ECK would refuse
-// below the top level, such as a duplicated nested key.
+// decodable refuses what ECK's loader (viper, with yaml.v3) would refuse below the top level,
+// such as a duplicated nested key, in time linear in the size of the document: yaml.v3's own
+// duplicate check compares every key of a mapping with every other, which a padded eck.yaml
+// of tens of thousands of keys turns into seconds. So duplicates are found here with a set
+// per mapping, and yaml.v3 decodes each top-level value on its own (for its other checks:
+// tags, merge keys) only when that value is small.
 func (d *document) decodable() error {
 	if d.root == nil {
 		return nil
 	}
-	var m map[string]any
-	if err := d.root.Decode(&m); err != nil {
-		return invalid(err)
+	for _, e := range d.entries {
+		if err := uniqueKeys(e.value, 0); err != nil {
+			return err
+		}
+		if size(e.value, maxDecoded) >= maxDecoded {
+			continue
+		}
+		var v any
+		if err := e.value.Decode(&v); err != nil {
+			return invalid(err)
+		}
 	}
 	return nil
+}
+
+// maxDecoded is the size of a top-level value, in nodes, above which yaml.v3 does not decode
+// it (its duplicate check is quadratic; uniqueKeys has done that part).
+const maxDecoded = 256
+
+// maxDepth bounds the nesting uniqueKeys follows, as yaml.v3's own decoder does.
+const maxDepth = 10000
+
+// uniqueKeys refuses a mapping, anywhere below n, with a key written twice. Aliases are not
+// followed: what they point to is checked where it is written.
+func uniqueKeys(n *yaml.Node, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: nested too deeply", ErrInvalidYAML)
+	}
+	if n.Kind == yaml.MappingNode {
+		seen := make(map[[3]string]int, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.ScalarNode {
+				id := [3]string{k.Tag, k.Value, ""}
+				if k.Tag == "!!merge" {
+					id[2] = fmt.Sprint(i) // several merge keys are allowed
+				}
+				if first, dup := seen[id]; dup {
+					return fmt.Errorf("%w: line %d: mapping key %q already defined at line %d", ErrInvalidYAML, k.Line, k.Value, first)
+				}
+				seen[id] = k.Line
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := uniqueKeys(c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// size counts the nodes of n, stopping at limit.
+func size(n *yaml.Node, limit int) int {
+	count := 1
+	for _, c := range n.Content {
+		if count >= limit {
+			break
+		}
+		count += size(c, limit-count)
+	}
+	return count
 }
 
 // index records the top-level entries of root and refuses duplicates.

@@ -94,6 +94,12 @@ func (d *document) decode(namespace string) error {
 	default:
 		return nil
 	}
+	// A key written twice is one value to kubectl (the last) and another to a tree edit (the
+	// first): refuse it rather than secure one copy and apply the other.
+	var strict any
+	if err := goyaml.Unmarshal(d.raw, &strict); err != nil {
+		return fmt.Errorf("%s: %w", d.typeMeta.Kind, err)
+	}
 	if err := yaml.Unmarshal(d.raw, obj); err != nil {
 		return fmt.Errorf("failed to decode %s: %w", d.typeMeta.Kind, err)
 	}
