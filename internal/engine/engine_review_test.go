@@ -1,0 +1,105 @@
+package engine
+
+// Security review: shapes under which Secure says secured, or Admit admits under an
+// Enforce MetricsSecurityPolicy, while the real ECK serves plain HTTP metrics. Ground truth
+// sources are cited in internal/eck/effective_review_test.go.
+
+import (
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+)
+
+func enforcedReview(t *testing.T, sts *appsv1.StatefulSet, cms map[string]*corev1.ConfigMap) policy.Input {
+	t.Helper()
+	in := input(t, sts, cms)
+	in.Coverage, in.Admitting = &policy.Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}, policy.HolderWorkload
+	return in
+}
+
+// TestReviewEnforceAdmitsConfigPathFromServiceVariable: FALSE SECURED, admitted under
+// Enforce. --config=/conf/$(KUBERNETES_SERVICE_PORT).yaml is expanded by the kubelet with the
+// always-present master service variables (k8s.io/kubernetes@v1.37.2
+// pkg/kubelet/container/helpers.go:269, pkg/kubelet/kubelet_pods.go:731-738 and 995-1003), so
+// ECK reads /conf/443.yaml, which says metrics-secure: false. The guard reads the item at the
+// literal path, secures that key, judges secured and admits the create.
+func TestReviewEnforceAdmitsConfigPathFromServiceVariable(t *testing.T) {
+	sts, cms := operator()
+	c := &sts.Spec.Template.Spec.Containers[0]
+	c.Args = []string{"manager", "--config=/conf/$(KUBERNETES_SERVICE_PORT).yaml"}
+	sts.Spec.Template.Spec.Volumes[0].ConfigMap.Items = []corev1.KeyToPath{
+		{Key: "eck.yaml", Path: "$(KUBERNETES_SERVICE_PORT).yaml"},
+		{Key: "real.yaml", Path: "443.yaml"},
+	}
+	cms["elastic-operator"].Data["real.yaml"] = "metrics-port: 9090\nmetrics-secure: false\n"
+	r, err := Admit(enforcedReview(t, sts, cms), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Decision.Denied) == 0 || r.Verdict.Secured() {
+		t.Errorf("admitted: denied %v, verdict %s; ECK reads /conf/443.yaml and serves plain HTTP on 9090", r.Decision.Denied, r.Verdict)
+	}
+	if r.ConfigMap != nil && r.ConfigMap.Data["real.yaml"] != cms["elastic-operator"].Data["real.yaml"] {
+		t.Log("the guard edited real.yaml")
+	} else {
+		t.Errorf("the guard left real.yaml, the file ECK reads, as it was")
+	}
+}
+
+// TestReviewEnforceAdmitsASecondOperatorContainer: FALSE SECURED, admitted under Enforce.
+// An update that adds a second ECK container running the manager with default settings
+// (metrics-secure false, ECK main.go:301-305) on --metrics-port=9090: only the "manager"
+// container is judged and mutated (eck/operator.go operatorContainer), so the update is
+// admitted and the verdict is secured.
+func TestReviewEnforceAdmitsASecondOperatorContainer(t *testing.T) {
+	was, cms := operator()
+	sts, _ := operator()
+	spec := &sts.Spec.Template.Spec
+	spec.Containers = append(spec.Containers, corev1.Container{
+		Name: "shadow", Image: "docker.elastic.co/eck/eck-operator:3.5.0",
+		Args: []string{"manager", "--metrics-port=9090", "--webhook-port=9444"},
+	})
+	old := enforcedReview(t, was, cms)
+	r, err := Admit(enforcedReview(t, sts, cms), &old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Decision.Denied) == 0 || r.Verdict.Secured() {
+		t.Errorf("admitted: denied %v, verdict %s; container shadow serves plain HTTP metrics on 9090", r.Decision.Denied, r.Verdict)
+	}
+}
+
+// TestReviewSecureDoesNotPinMetricsPortAgainstServiceLinks: the mutation does not reach the
+// source that wins. For Elastic's manifests (eck.yaml in a ConfigMap) Secure writes
+// metrics-port into eck.yaml only. A Service named "metrics" in the namespace makes the
+// kubelet set METRICS_PORT=tcp://<ip>:<port> (pkg/kubelet/envvars/envvars.go:72, enabled by
+// default, pkg/apis/core/v1/defaults.go:209), which viper reads before the file (viper@v1.21.0
+// viper.go:1226-1252); cast.ToInt of it is 0 and ECK binds a random port (ECK main.go:663-670).
+// A fix pins the port with a flag or an explicit env entry, or sets enableServiceLinks: false.
+func TestReviewSecureDoesNotPinMetricsPortAgainstServiceLinks(t *testing.T) {
+	sts, cms := operator()
+	r, err := Secure(input(t, sts, cms))
+	if err != nil || !r.Verdict.Secured() {
+		t.Fatalf("not secured: %v %s", err, r.Verdict)
+	}
+	spec := r.Template.Spec
+	c := spec.Containers[0]
+	pinned := spec.EnableServiceLinks != nil && !*spec.EnableServiceLinks
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		if len(a) > len("--metrics-port") && a[:len("--metrics-port")] == "--metrics-port" {
+			pinned = true
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == "METRICS_PORT" {
+			pinned = true
+		}
+	}
+	if !pinned {
+		t.Errorf("secured with metrics-port only in eck.yaml (%q); a Service named metrics overrides it through METRICS_PORT", r.ConfigMap.Data["eck.yaml"])
+	}
+}
