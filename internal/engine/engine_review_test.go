@@ -103,3 +103,36 @@ func TestReviewSecureDoesNotPinMetricsPortAgainstServiceLinks(t *testing.T) {
 		t.Errorf("secured with metrics-port only in eck.yaml (%q); a Service named metrics overrides it through METRICS_PORT", r.ConfigMap.Data["eck.yaml"])
 	}
 }
+
+// TestReviewEnforceAdmitsAMergeKeyThatDisablesSecurity: FALSE SECURED, admitted under
+// Enforce, proven with the real binary (eck.TestReviewRealECKFindings "a merge key with
+// another case overrides metrics-secure"). A namespace user updates the operator's eck.yaml
+// to add `<<: {METRICS-SECURE: false}`. yaml.v3 merges the key (it differs in case from
+// metrics-secure, so it is not skipped), and viper's insensitiviseMap
+// (viper@v1.21.0/util.go:89-100) writes the non-lower-case key last whatever the map order:
+// ECK reads metrics-secure false. The guard's eckconfig sees only the literal top-level keys,
+// keeps metrics-secure: true, judges secured and admits the write; ECK's config watch
+// (ECK main.go:401) restarts it with plain HTTP metrics.
+func TestReviewEnforceAdmitsAMergeKeyThatDisablesSecurity(t *testing.T) {
+	sts, cms := operator()
+	secured, err := Secure(input(t, sts, cms))
+	if err != nil || !secured.Verdict.Secured() {
+		t.Fatalf("not secured: %v %s", err, secured.Verdict)
+	}
+	stored := map[string]*corev1.ConfigMap{"elastic-operator": secured.ConfigMap}
+	was := secured.Template
+	sts.Spec.Template = *was
+	written := secured.ConfigMap.DeepCopy()
+	written.Data["eck.yaml"] += "<<: {METRICS-SECURE: false}\n"
+	in := enforcedReview(t, sts, map[string]*corev1.ConfigMap{"elastic-operator": written})
+	in.Admitting = policy.HolderConfigMap
+	old := enforcedReview(t, sts, stored)
+	old.Admitting = policy.HolderConfigMap
+	r, ferr := Admit(in, &old)
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	if len(r.Decision.Denied) == 0 || r.Verdict.Secured() {
+		t.Errorf("admitted: denied %v, verdict %s, eck.yaml as admitted:\n%s", r.Decision.Denied, r.Verdict, r.ConfigMap.Data["eck.yaml"])
+	}
+}
