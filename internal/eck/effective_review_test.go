@@ -407,3 +407,37 @@ func TestReviewCertificateItemsRemapKeys(t *testing.T) {
 		t.Errorf("verdict %s; tls.crt is the Secret's ca.crt", v)
 	}
 }
+
+// TestReviewSameMountPathWithATrailingSlash: FALSE SECURED (plain HTTP).
+//
+// Attack: mount a second ConfigMap at "/conf/" next to the operator's at "/conf". API
+// validation compares mount paths as raw strings (k8s.io/kubernetes@v1.37.2
+// pkg/apis/core/validation/validation.go:3179-3195 "must be unique"), so both are accepted.
+// The runtime sorts mounts by the depth of the cleaned path, stable (containerd CRI
+// orderedMounts: strings.Count(filepath.Clean(dst), "/"); CRI-O breaks ties by destination,
+// "/conf" < "/conf/"), so the later "/conf/" is mounted on top and ECK reads its eck.yaml.
+// resolveFile takes the first of two equally deep mounts (effective.go: len(mp) > len(...)).
+func TestReviewSameMountPathWithATrailingSlash(t *testing.T) {
+	sts, cms := securedOperator()
+	spec := &sts.Spec.Template.Spec
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "evil", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "evil"}}}})
+	spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "evil", MountPath: "/conf/"})
+	cms["evil"] = configMap("evil", "eck.yaml", "metrics-port: 8081\nmetrics-secure: false\n")
+	if v := judgeReview(t, sts, cms); v.Secured() {
+		t.Errorf("verdict %s; the runtime mounts /conf/ over /conf, so ECK reads ConfigMap evil (metrics-secure: false)", v)
+	}
+}
+
+// TestReviewCertificateShadowedAtTheSamePath (passes): an emptyDir at the cert dir with a
+// trailing slash after the Secret: certificateMounted takes the last exact match, which is
+// what containerd mounts on top.
+func TestReviewCertificateShadowedAtTheSamePath(t *testing.T) {
+	sts, cms := securedOperator()
+	spec := &sts.Spec.Template.Spec
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	spec.Containers[0].VolumeMounts = append(spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "scratch", MountPath: DefaultMetricsCertDir + "/"})
+	if v := judgeReview(t, sts, cms); v.Secured() {
+		t.Errorf("verdict %s; an emptyDir is mounted over the certificate", v)
+	}
+}
