@@ -441,3 +441,87 @@ func TestReviewCertificateShadowedAtTheSamePath(t *testing.T) {
 		t.Errorf("verdict %s; an emptyDir is mounted over the certificate", v)
 	}
 }
+
+// TestReviewLowSeverity: the guard says secured, ECK serves nothing or something else. Not
+// plain metrics, but the status claims an end state that is not there.
+func TestReviewLowSeverity(t *testing.T) {
+	tests := map[string]struct {
+		change func(*appsv1.StatefulSet)
+		why    string
+	}{
+		// pflag accepts any int64 (strconv.ParseInt(s, 0, 64)); controller-runtime's
+		// net.Listen("tcp", "0.0.0.0:70000") fails ("invalid port") and the manager exits.
+		"a port out of range": {change: func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.Containers[0].Args = append(s.Spec.Template.Spec.Containers[0].Args, "--metrics-port=70000")
+		}, why: "ECK cannot listen on port 70000 and exits"},
+		// ECK main.go:467-498: --development (a persistent root flag, valid after manager)
+		// starts pprof over plain HTTP on --debug-http-listen, without authentication; heap
+		// profiles of the operator are served to anyone who reaches it.
+		"development mode serves pprof": {change: func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.Containers[0].Args = append(s.Spec.Template.Spec.Containers[0].Args, "--development", "--debug-http-listen=0.0.0.0:6060")
+		}, why: "ECK serves unauthenticated pprof on 0.0.0.0:6060"},
+		// The kubelet pulls by digest when one is given; the tag is not what runs
+		// (operator.go imageTag ignores the digest). A digest of ECK 2.15 under a 3.5.0 tag
+		// ignores metrics-secure from eck.yaml (viper ignores unknown keys) and serves plain HTTP.
+		"a digest under a tag": {change: func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.Containers[0].Image = "docker.elastic.co/eck/eck-operator:3.5.0@sha256:" + strings.Repeat("0", 64)
+		}, why: "the version that runs is the digest's, which the guard cannot know"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			sts, cms := securedOperator()
+			tc.change(sts)
+			if v := judgeReview(t, sts, cms); v.Secured() {
+				t.Errorf("verdict %s; %s", v, tc.why)
+			}
+		})
+	}
+}
+
+// TestReviewTheEntrypointIsWhatTheImageRuns: FALSE SECURED (anything can run).
+//
+// The guard reads the command line as ECK's cobra would whenever path.Base(command[0]) is
+// "elastic-operator" (cmdline.go parseCommandLine), and trusts the image name alone
+// (operator.go IsOperatorImage: "on any registry"). A namespace user can make the container
+// run something else with ECK's official image:
+//   - command ["/shared/elastic-operator", ...]: a wrapper an initContainer wrote into an
+//     emptyDir, which ignores its args and execs `/elastic-operator manager` with open
+//     metrics;
+//   - the same wrapper mounted with subPath at /elastic-operator, over ECK's binary (the
+//     runtime bind-mounts the file over the image's).
+//
+// and, trivially, any image whose name starts with eck-operator on their own registry.
+func TestReviewTheEntrypointIsWhatTheImageRuns(t *testing.T) {
+	wrapper := func(s *appsv1.StatefulSet) {
+		spec := &s.Spec.Template.Spec
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		spec.InitContainers = []corev1.Container{{Name: "tools", Image: "busybox:1.36", Command: []string{"sh", "-c", "cp /bin/busybox /shared/ && printf '#!/shared/busybox sh\\nexec /elastic-operator manager --metrics-port=8081\\n' > /shared/elastic-operator && chmod +x /shared/elastic-operator"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}}}
+	}
+	tests := map[string]func(*appsv1.StatefulSet){
+		"a wrapper with the same base name": func(s *appsv1.StatefulSet) {
+			wrapper(s)
+			c := &s.Spec.Template.Spec.Containers[0]
+			c.Command = []string{"/shared/elastic-operator"}
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "shared", MountPath: "/shared"})
+		},
+		"a wrapper mounted over the entrypoint": func(s *appsv1.StatefulSet) {
+			wrapper(s)
+			c := &s.Spec.Template.Spec.Containers[0]
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "shared", MountPath: "/shared"},
+				corev1.VolumeMount{Name: "shared", MountPath: Entrypoint, SubPath: "elastic-operator"})
+		},
+		"another registry's eck-operator image": func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.Containers[0].Image = "attacker.example/eck-operator:3.5.0"
+		},
+	}
+	for name, change := range tests {
+		t.Run(name, func(t *testing.T) {
+			sts, cms := securedOperator()
+			change(sts)
+			if v := judgeReview(t, sts, cms); v.Secured() {
+				t.Errorf("verdict %s; the container does not run ECK's /elastic-operator with these args", v)
+			}
+		})
+	}
+}
