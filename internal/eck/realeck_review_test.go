@@ -209,6 +209,20 @@ func TestReviewRealECKAgrees(t *testing.T) {
 		"unknown flag exits":               {args: with("--metrics_secure=false"), files: file(secured)},
 		"a flag before the subcommand":     {args: []string{"--metrics-secure=false", "manager", "--config={dir}/eck.yaml"}, files: file(secured)},
 		"the development flag at the root": {args: []string{"--development", "manager", "--config={dir}/eck.yaml"}, files: file(secured)},
+		"env METRICS_PORT=␠8081":           {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: " 8081"}}},
+		"env METRICS_PORT=8081␠":           {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "8081 "}}},
+		"env METRICS_PORT=0x1F91":          {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "0x1F91"}}},
+		"env METRICS_PORT=1e3":             {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "1e3"}}},
+		"env METRICS_PORT=08081":           {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "08081"}}},
+		"env METRICS_PORT=0b1":             {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "0b1"}}},
+		"env METRICS_PORT=8_081":           {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "8_081"}}},
+		"env METRICS_PORT=-8081":           {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "-8081"}}},
+		"env METRICS_SECURE=TRUE":          {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: "TRUE"}}},
+		"env METRICS_SECURE=t":             {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: "t"}}},
+		"env METRICS_SECURE=1":             {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: "1"}}},
+		"env METRICS_SECURE=␠true":         {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: " true"}}},
+		"env METRICS_SECURE=True":          {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: "True"}}},
+		"env METRICS_SECURE=on":            {args: cfg, files: file(secured), env: []corev1.EnvVar{{Name: "METRICS_SECURE", Value: "on"}}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) { compareWithRealECK(t, tc) })

@@ -136,3 +136,23 @@ func TestReviewEnforceAdmitsAMergeKeyThatDisablesSecurity(t *testing.T) {
 		t.Errorf("admitted: denied %v, verdict %s, eck.yaml as admitted:\n%s", r.Decision.Denied, r.Verdict, r.ConfigMap.Data["eck.yaml"])
 	}
 }
+
+// TestReviewSecuredBeforeThePodsRunIt: the status claims what the running pods do not do.
+// The verdict (and the controller's `secured` status, controller/operator.go:280-290) is on
+// the pod template only. With updateStrategy OnDelete, or a rollingUpdate partition above
+// the pod's ordinal (apps/v1 StatefulSetUpdateStrategy), or a paused Deployment, the
+// StatefulSet controller never replaces the running pods, which keep serving plain HTTP
+// metrics from the old template, indefinitely. A fix reports "secured" only once the
+// workload's status shows the secured revision rolled out (observedGeneration,
+// updateRevision == currentRevision, updatedReplicas == replicas).
+func TestReviewSecuredBeforeThePodsRunIt(t *testing.T) {
+	sts, cms := operator()
+	sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+	r, err := Secure(input(t, sts, cms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict.Secured() {
+		t.Errorf("verdict %s for a StatefulSet whose pods are never replaced (OnDelete): the running pod still serves the old, open template", r.Verdict)
+	}
+}
