@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -154,5 +156,37 @@ func TestReviewSecuredBeforeThePodsRunIt(t *testing.T) {
 	}
 	if r.Verdict.Secured() {
 		t.Errorf("verdict %s for a StatefulSet whose pods are never replaced (OnDelete): the running pod still serves the old, open template", r.Verdict)
+	}
+}
+
+// TestReviewTrimmedCacheJudgesAFileItNeverSaw: FALSE SECURED in the controller's status.
+//
+// cluster.Transform (internal/cluster/lookup.go) trims the data of every ConfigMap that
+// eck.ConfigKeyOf does not recognise: a config file in a key such as "cfg" (mounted through
+// items as eck.yaml) is gone from the cache. Secure then judges the file it would write from
+// scratch (engine.configMapToEdit, mutate.ConfigMap adds the key) and says secured; the
+// controller edits the live copy (controller/operator.go healConfigMap), and when
+// eckconfig.Apply refuses it (an anchor another key refers to) it records an event and
+// returns nil, and the status is still res.Verdict: "secured", while ECK reads
+// metrics-secure false from the file as it is. The webhook never sees writes of this
+// ConfigMap either (matchCondition holds-an-eck-config).
+func TestReviewTrimmedCacheJudgesAFileItNeverSaw(t *testing.T) {
+	sts, cms := operator()
+	sts.Spec.Template.Spec.Volumes[0].ConfigMap.Items = []corev1.KeyToPath{{Key: "cfg", Path: "eck.yaml"}}
+	live := cms["elastic-operator"].DeepCopy()
+	live.Data = map[string]string{"cfg": "metrics-port: 8081\nmetrics-secure: &off false\ndisable-telemetry: *off\n"}
+	cached, _ := cluster.Transform(live.DeepCopy())
+	cms["elastic-operator"] = cached.(*corev1.ConfigMap)
+	if _, kept := cms["elastic-operator"].Data["cfg"]; kept {
+		t.Fatal("the cache kept the key; the shape does not apply")
+	}
+	r, err := Secure(input(t, sts, cms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, applyErr := mutate.ConfigMap(live.DeepCopy(), "cfg", r.Decision.Plan)
+	t.Logf("the controller's edit of the live ConfigMap: %v", applyErr)
+	if r.Verdict.Secured() {
+		t.Errorf("verdict %s, judged on a file the guard never read; ECK reads %q (metrics-secure false)", r.Verdict, live.Data["cfg"])
 	}
 }
