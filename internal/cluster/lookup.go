@@ -15,6 +15,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -154,8 +155,16 @@ func Transform(obj any) (any, error) {
 		}
 		o.Status = appsv1.DeploymentStatus{}
 	case *corev1.ConfigMap:
-		if _, ok := eck.ConfigKeyOf(o); !ok {
+		_, config := eck.ConfigKeyOf(o)
+		if _, ok := o.Labels[meta.LabelConfigOf]; !ok && !config {
 			o.Data, o.BinaryData = eck.EnvData(o.Data), nil
+			// A key missing from this copy may exist: the model says unknown, not absent.
+			annotations := o.GetAnnotations()
+			if annotations == nil {
+				annotations = map[string]string{}
+			}
+			annotations[eck.TrimmedAnnotation] = "true"
+			o.SetAnnotations(annotations)
 		}
 	}
 	return obj, nil

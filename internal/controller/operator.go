@@ -216,6 +216,9 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if err := r.liveConfigMaps(ctx, &in); err != nil {
+		return reconcile.Result{}, err
+	}
 	res, ferr := engine.Secure(in)
 	d := res.Decision
 	if ferr != nil {
@@ -303,6 +306,34 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return reconcile.Result{}, nil
 }
 
+// liveConfigMaps replaces the cache's copies of the ConfigMaps the operator reads with the API
+// server's: the cache keeps only part of most ConfigMaps' data, and the status must judge
+// the file ECK reads, not a copy without it.
+func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Input) error {
+	get := func(name string) (*corev1.ConfigMap, error) {
+		cm := &corev1.ConfigMap{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: in.Operator.Namespace, Name: name}, cm)
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return cm, err
+	}
+	var err error
+	if in.ConfigMap != nil && eck.Trimmed(in.ConfigMap) {
+		if in.ConfigMap, err = get(in.ConfigMap.Name); err != nil {
+			return err
+		}
+	}
+	for name, cm := range in.ConfigMaps {
+		if cm != nil && eck.Trimmed(cm) {
+			if in.ConfigMaps[name], err = get(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // setStatus records the status annotation alone.
 func (r *OperatorReconciler) setStatus(ctx context.Context, obj client.Object, status string) error {
 	if obj.GetAnnotations()[keys.AnnotationStatus] == status {
@@ -362,16 +393,20 @@ func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Objec
 		return client.IgnoreNotFound(err)
 	}
 	before := live.DeepCopy()
+	labelled := mutate.ConfigMapLabel(live, op)
 	changed, err := mutate.ConfigMap(live, op.ConfigKey, plan)
 	if err != nil {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidConfig", "Reconcile", "%v", err)
 		return nil
 	}
-	if !changed {
+	if !changed && !labelled {
 		return nil
 	}
 	if err := r.patch(ctx, before, live); err != nil {
 		return fmt.Errorf("failed to patch ConfigMap %s/%s: %w", live.Namespace, live.Name, err)
+	}
+	if !changed {
+		return nil
 	}
 	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, plan.Port)
 	return nil

@@ -14,6 +14,8 @@ type Word struct {
 	Field string
 	Index int
 	Text  string
+	// Raw is the word as written, before expansion.
+	Raw string
 	// Unknown says why the expanded text cannot be known (a variable the guard cannot read).
 	Unknown string
 }
@@ -71,7 +73,7 @@ func parseCommandLine(words []Word) *CommandLine {
 	if w := words[0]; w.Unknown != "" {
 		c.Unknown = fmt.Sprintf("%s: %s", w, w.Unknown)
 		return c
-	} else if path.Base(w.Text) != path.Base(Entrypoint) {
+	} else if path.Clean(w.Text) != Entrypoint {
 		// A shell or any other launcher can start ECK with settings of its own: only ECK's
 		// own command line can be read.
 		c.Unknown = fmt.Sprintf("the container runs %q, not ECK's %s, and the guard cannot tell what that starts", w.Text, Entrypoint)
@@ -84,8 +86,14 @@ func parseCommandLine(words []Word) *CommandLine {
 			continue // positional
 		}
 		if w.Unknown != "" {
-			c.Unknown = fmt.Sprintf("%s: %s", w, w.Unknown)
-			return c
+			// --name=$(VAR): the flag is known, only its value is not.
+			name, _, inline := strings.Cut(strings.TrimPrefix(w.Raw, "--"), "=")
+			if _, known := managerFlags[name]; !known || !inline || !strings.HasPrefix(w.Raw, "--") || strings.Contains(name, "$") || !subcommand {
+				c.Unknown = fmt.Sprintf("%s: %s", w, w.Unknown)
+				return c
+			}
+			c.Flags = append(c.Flags, FlagUse{Name: name, ValueUnknown: w.Unknown, NameWord: i, ValueWord: i})
+			continue
 		}
 		switch {
 		case w.Text == "--":
@@ -150,9 +158,9 @@ func parseCommandLine(words []Word) *CommandLine {
 	return c
 }
 
-// expand is the kubelet's $(VAR) expansion: "$$" is "$", and a reference to a variable that
-// is not defined stays as written. lookup returns a variable's value, whether it is defined,
-// and why it cannot be known.
+// expand is the kubelet's $(VAR) expansion: "$$" is "$"; a reference to a variable the
+// container does not define is unknown (the kubelet may define it). lookup returns a
+// variable's value, whether it is defined, and why it cannot be known.
 func expand(s string, lookup func(string) (string, bool, string)) (string, string) {
 	if !strings.Contains(s, "$") {
 		return s, ""
@@ -179,11 +187,13 @@ func expand(s string, lookup func(string) (string, bool, string)) (string, strin
 			switch {
 			case unknown != "":
 				return "", fmt.Sprintf("$(%s): %s", name, unknown)
-			case defined:
-				b.WriteString(value)
-			default:
-				b.WriteString("$(" + name + ")")
+			case !defined:
+				// The kubelet leaves an undefined reference as written, but it defines more
+				// than the container's env: the service links of the namespace's Services
+				// (KUBERNETES_SERVICE_PORT always), which the guard does not see.
+				return "", fmt.Sprintf("$(%s) is not defined by the container's env, and the kubelet may define it (service links)", name)
 			}
+			b.WriteString(value)
 			i += 2 + end
 		default:
 			b.WriteByte('$')

@@ -129,19 +129,83 @@ func (e *Effective) EnvFromMaySet(s Setting) bool {
 // kubelet's expansion, the environment, the config file and the defaults. configMaps may be
 // nil when no ConfigMap can be read (recognition): what depends on one is then unknown.
 func Resolve(tmpl *corev1.PodTemplateSpec, i int, configMaps ConfigMaps) *Effective {
-	c := &tmpl.Spec.Containers[i]
+	return resolveContainer(&tmpl.Spec, &tmpl.Spec.Containers[i], configMaps)
+}
+
+func resolveContainer(spec *corev1.PodSpec, c *corev1.Container, configMaps ConfigMaps) *Effective {
 	env := resolveEnv(c, configMaps)
 	e := &Effective{Values: map[string]Value{}, envFrom: env.sources}
 	e.CommandLine = parseCommandLine(commandWords(c, env))
+	if cl := e.CommandLine; cl.Unknown == "" && cl.NotManager == "" {
+		if m := mountOver(c, Entrypoint); m != nil {
+			cl.Unknown = fmt.Sprintf("volume %s is mounted at %s, over ECK's binary", m.Name, m.MountPath)
+		}
+	}
 	if e.CommandLine.Unknown == "" && e.CommandLine.NotManager == "" {
 		if use, ok := e.CommandLine.Last(Config.Name); ok {
-			e.File = resolveFile(&tmpl.Spec, c, use, configMaps)
+			e.File = resolveFile(spec, c, use, configMaps)
 		}
 	}
 	for _, s := range MetricsSettings {
 		e.Values[s.Name] = e.resolve(s, env)
 	}
+	if v := e.Values[MetricsCertDir.Name]; v.Unknown == "" && v.String() == "" {
+		// ECK's default, and controller-runtime's for an empty value, is under os.TempDir():
+		// $TMPDIR when it is set.
+		e.Values[MetricsCertDir.Name] = defaultCertDir(v, env)
+	}
 	return e
+}
+
+// defaultCertDir is the cert dir ECK uses when nothing sets one, from the container's TMPDIR.
+func defaultCertDir(v Value, env *environment) Value {
+	tmp, ok := env.lookup("TMPDIR")
+	switch {
+	case tmp.unknown != "":
+		v.Unknown = "env TMPDIR, under which ECK's default cert dir lies: " + tmp.unknown
+	case ok && tmp.value != "":
+		v.Raw, v.Where = path.Join(tmp.value, "k8s-metrics-server", "serving-certs"), "under env TMPDIR ("+tmp.where+")"
+	default:
+		v.Raw = DefaultMetricsCertDir
+	}
+	return v
+}
+
+// mountOver is the container's mount at p or at one of its parents, if any.
+func mountOver(c *corev1.Container, p string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		mp := path.Clean(c.VolumeMounts[i].MountPath)
+		if mp == p || mp == "/" || strings.HasPrefix(p, mp+"/") {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
+}
+
+// OtherManagers says, for each container of the pod but container i (init containers that
+// run beside it included), that runs the ECK image and may run its manager, why: the guard
+// secures one container of a pod, and another one would serve metrics of its own.
+func OtherManagers(tmpl *corev1.PodTemplateSpec, i int) []string {
+	var out []string
+	check := func(kind string, j int, c *corev1.Container) {
+		if !IsOperatorImage(c.Image) {
+			return
+		}
+		if cl := resolveContainer(&tmpl.Spec, c, nil).CommandLine; cl.NotManager == "" {
+			out = append(out, fmt.Sprintf("%s %s also runs the ECK image, and may run its manager with metrics of its own", kind, c.Name))
+		}
+	}
+	for j := range tmpl.Spec.Containers {
+		if j != i {
+			check("container", j, &tmpl.Spec.Containers[j])
+		}
+	}
+	for j := range tmpl.Spec.InitContainers {
+		if c := &tmpl.Spec.InitContainers[j]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			check("sidecar init container", j, c)
+		}
+	}
+	return out
 }
 
 func (e *Effective) resolve(s Setting, env *environment) Value {
@@ -202,7 +266,7 @@ func commandWords(c *corev1.Container, env *environment) []Word {
 	add := func(field string, list []string) {
 		for i, s := range list {
 			text, unknown := expand(s, env.expandLookup)
-			words = append(words, Word{Field: field, Index: i, Text: text, Unknown: unknown})
+			words = append(words, Word{Field: field, Index: i, Text: text, Raw: s, Unknown: unknown})
 		}
 	}
 	add("command", c.Command)
@@ -355,17 +419,28 @@ func resolveFile(spec *corev1.PodSpec, c *corev1.Container, use FlagUse, configM
 	}
 	p = path.Clean(p)
 	f.Path = p
-	if ext := strings.ToLower(path.Ext(p)); ext != ".yaml" && ext != ".yml" {
+	if ext := path.Ext(p); ext != ".yaml" && ext != ".yml" { // viper compares case-sensitively
 		f.Unknown = fmt.Sprintf("ECK reads a %q file with another parser than YAML, which the guard does not model", ext)
 		return f
 	}
 	var mount *corev1.VolumeMount
+	twice := false
 	for i := range c.VolumeMounts {
 		m := &c.VolumeMounts[i]
 		mp := path.Clean(m.MountPath)
-		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && (mount == nil || len(mp) > len(path.Clean(mount.MountPath))) {
-			mount = m
+		if p != mp && !strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/") {
+			continue
 		}
+		switch {
+		case mount == nil || len(mp) > len(path.Clean(mount.MountPath)):
+			mount, twice = m, false
+		case len(mp) == len(path.Clean(mount.MountPath)):
+			twice = true // "/conf" and "/conf/": the runtime decides which is on top
+		}
+	}
+	if twice {
+		f.Unknown = fmt.Sprintf("two volumes are mounted at %s", path.Clean(mount.MountPath))
+		return f
 	}
 	if mount == nil {
 		f.Unknown = "no volume is mounted there, so it would come from the image"
@@ -482,6 +557,9 @@ func (f *File) read(configMaps ConfigMaps) {
 		f.Text = text
 	} else if b, ok := cm.BinaryData[f.Key]; ok {
 		f.Text, f.Binary = string(b), true
+	} else if Trimmed(cm) {
+		f.Unknown = fmt.Sprintf("the guard's cache does not keep key %s of ConfigMap %s", f.Key, f.ConfigMap)
+		return
 	} else {
 		f.Unknown = fmt.Sprintf("ConfigMap %s has no key %s", f.ConfigMap, f.Key)
 		return
@@ -529,4 +607,15 @@ func EnvData(data map[string]string) map[string]string {
 		}
 	}
 	return kept
+}
+
+// TrimmedAnnotation marks, in the guard's cache only, a ConfigMap whose data the cache did not
+// keep in full (cluster.Transform): a key missing there may exist. It is never written to the
+// API server.
+const TrimmedAnnotation = "metrics-guard.eck.dev/cache-trimmed"
+
+// Trimmed reports whether cm is a cache copy without all of its data.
+func Trimmed(cm *corev1.ConfigMap) bool {
+	_, ok := cm.Annotations[TrimmedAnnotation]
+	return ok
 }

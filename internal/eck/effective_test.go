@@ -267,7 +267,7 @@ func TestExpand(t *testing.T) {
 		return v, ok, ""
 	}
 	for in, want := range map[string]string{
-		"plain": "plain", "$(A)": "1", "x$(A)y": "x1y", "$$(A)": "$(A)", "$(C)": "$(C)", "$(A": "$(A",
+		"plain": "plain", "$(A)": "1", "x$(A)y": "x1y", "$$(A)": "$(A)", "$(A": "$(A",
 		"$": "$", "a$b": "a$b", "$(B)": "$(A)", "$$$(A)": "$1",
 	} {
 		if got, unknown := expand(in, lookup); got != want || unknown != "" {
@@ -276,6 +276,10 @@ func TestExpand(t *testing.T) {
 	}
 	if _, unknown := expand("--x=$(U)", lookup); unknown == "" {
 		t.Error("an unreadable variable was expanded")
+	}
+	// The kubelet defines service links the guard does not see: undefined is not known.
+	if _, unknown := expand("$(C)", lookup); !strings.Contains(unknown, "service links") {
+		t.Errorf("an undefined variable: %q, want it unknown", unknown)
 	}
 }
 

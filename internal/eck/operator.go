@@ -79,15 +79,20 @@ func FromDeployment(d *appsv1.Deployment) (op *Operator, ok bool) {
 }
 
 func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) (*Operator, bool) {
-	idx, ok := operatorContainer(tmpl.Spec.Containers)
+	idx, e, ok := operatorContainer(tmpl)
 	if !ok {
-		return nil, false
-	}
-	e := Resolve(tmpl, idx, nil)
-	if e.CommandLine.NotManager != "" {
 		return nil, false // the image, but not the operator: nothing is served
 	}
 	c := &tmpl.Spec.Containers[idx]
+	image := c.Image
+	if !IsOperatorImage(image) {
+		for _, ic := range tmpl.Spec.InitContainers {
+			if IsOperatorImage(ic.Image) {
+				image = ic.Image
+				break
+			}
+		}
+	}
 	op := &Operator{
 		Kind:           kind,
 		Namespace:      meta.Namespace,
@@ -105,26 +110,44 @@ func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSe
 	if selector != nil {
 		op.Selector = selector.MatchLabels
 	}
-	op.Version = versionOf(c.Image, meta.Labels, tmpl.Labels)
+	op.Version = versionOf(image, meta.Labels, tmpl.Labels)
 	return op, true
 }
 
-// operatorContainer is the container that runs the ECK image: the one named manager, else
-// the first.
-func operatorContainer(containers []corev1.Container) (int, bool) {
-	found := -1
-	for i := range containers {
-		if !IsOperatorImage(containers[i].Image) {
+// operatorContainer is the container that runs ECK's manager from the ECK image (or may: one
+// the guard cannot read): the one named manager first, else the first. A pod whose only such
+// container is a sidecar init container is an operator too, with the first container of the
+// image standing for it, and OtherManagers makes its verdict unknown.
+func operatorContainer(tmpl *corev1.PodTemplateSpec) (int, *Effective, bool) {
+	found, first := -1, -1
+	var effective *Effective
+	for i := range tmpl.Spec.Containers {
+		c := &tmpl.Spec.Containers[i]
+		if !IsOperatorImage(c.Image) {
 			continue
 		}
-		if containers[i].Name == "manager" {
-			return i, true
+		if first < 0 {
+			first = i
 		}
-		if found < 0 {
-			found = i
+		e := Resolve(tmpl, i, nil)
+		if e.CommandLine.NotManager != "" {
+			continue // a decoy: it serves nothing, and hides nothing either
+		}
+		if found < 0 || (c.Name == "manager" && tmpl.Spec.Containers[found].Name != "manager") {
+			found, effective = i, e
 		}
 	}
-	return found, found >= 0
+	if found < 0 {
+		if others := OtherManagers(tmpl, -1); len(others) > 0 {
+			// Only a sidecar init container runs the manager: an operator, which the guard
+			// cannot secure (it secures regular containers).
+			idx := max(first, 0)
+			e := Resolve(tmpl, idx, nil)
+			e.CommandLine = &CommandLine{Terminator: -1, Unknown: others[0] + "; the guard secures the operator in a regular container only"}
+			return idx, e, true
+		}
+	}
+	return found, effective, found >= 0
 }
 
 // IsOperatorImage reports whether an image reference names the ECK operator: its basename

@@ -156,10 +156,6 @@ func TestReviewRealECKFindings(t *testing.T) {
 		// main.go:306-310: the flag default is filepath.Join(os.TempDir(), ...): $TMPDIR.
 		"TMPDIR moves the default cert dir": {args: []string{"manager", "--config={dir}/eck.yaml"},
 			files: map[string]string{"eck.yaml": secured}, env: []corev1.EnvVar{{Name: "TMPDIR", Value: "/scratch"}}},
-		// A Service named metrics: the kubelet adds METRICS_PORT=tcp://<ip>:<port>
-		// (pkg/kubelet/envvars/envvars.go), which viper reads before eck.yaml; cast.ToInt is 0.
-		"a service link sets METRICS_PORT": {args: []string{"manager", "--config={dir}/eck.yaml"},
-			files: map[string]string{"eck.yaml": secured}, kubeletEnv: []corev1.EnvVar{{Name: "METRICS_PORT", Value: "tcp://10.96.0.9:8081"}}},
 		// viper picks the codec by the extension, case-sensitively: ECK exits, the model
 		// lower-cases it (effective.go resolveFile) and reads the file (low: nothing is served).
 		"an upper-case extension": {args: []string{"manager", "--config={dir}/eck.YAML"},

@@ -75,6 +75,7 @@ func Judge(op *Operator, tmpl *corev1.PodTemplateSpec, e *Effective) Verdict {
 	} else if op.Version.LessThan(MinSecureVersion) {
 		open = append(open, fmt.Sprintf("ECK %s ignores metrics-secure, which exists since %s", op.Version, MinSecureVersion))
 	}
+	unknown = append(unknown, OtherManagers(tmpl, op.ContainerIndex)...)
 	secure, port, dir, host := e.Value(MetricsSecure), e.Value(MetricsPort), e.Value(MetricsCertDir), e.Value(MetricsHost)
 	v := Verdict{}
 	for _, x := range []Value{secure, port, dir, host} {
@@ -84,8 +85,12 @@ func Judge(op *Operator, tmpl *corev1.PodTemplateSpec, e *Effective) Verdict {
 	}
 	if port.Unknown == "" {
 		v.Port = port.Int()
-		if v.Port == 0 {
+		switch {
+		case v.Port == 0:
 			incomplete = append(incomplete, port.Describe()+": ECK picks a random port, which no Service reaches")
+		case v.Port < 0 || v.Port > 65535:
+			incomplete = append(incomplete, port.Describe()+": not a port, ECK cannot listen and exits")
+			v.Port = 0
 		}
 	}
 	if secure.Unknown == "" && !secure.Bool() {
@@ -100,9 +105,6 @@ func Judge(op *Operator, tmpl *corev1.PodTemplateSpec, e *Effective) Verdict {
 	}
 	if dir.Unknown == "" {
 		v.CertDir = dir.String()
-		if v.CertDir == "" {
-			v.CertDir = DefaultMetricsCertDir
-		}
 		if why := certificateMounted(tmpl, op.ContainerIndex, path.Clean(v.CertDir)); why != "" {
 			incomplete = append(incomplete, fmt.Sprintf("%s (%s): %s, so ECK serves a self-signed certificate it makes in memory", why, dir.Describe(), "no scraper can verify it"))
 		}
@@ -149,7 +151,7 @@ func certificateMounted(tmpl *corev1.PodTemplateSpec, i int, dir string) string 
 		m := &c.VolumeMounts[j]
 		mp := path.Clean(m.MountPath)
 		switch {
-		case mp == dir && m.SubPath == "" && m.SubPathExpr == "":
+		case mp == dir && m.SubPath == "" && m.SubPathExpr == "" && mount == nil:
 			mount = m
 		case mp == dir || strings.HasPrefix(mp, dir+"/"):
 			return fmt.Sprintf("volume %s is mounted at %s, over the certificate", m.Name, mp)
@@ -168,10 +170,20 @@ func certificateMounted(tmpl *corev1.PodTemplateSpec, i int, dir string) string 
 			return fmt.Sprintf("volume %s mounted at %s is not a Secret", vol.Name, dir)
 		case s.Optional != nil && *s.Optional:
 			return fmt.Sprintf("Secret volume %s is optional, so the pod may start without the certificate", vol.Name)
-		case s.Items != nil && (!provides(s.Items, "tls.crt") || !provides(s.Items, "tls.key")):
-			return fmt.Sprintf("Secret volume %s does not provide tls.crt and tls.key", vol.Name)
+		case s.Items != nil && (!keyAt(s.Items, "tls.crt") || !keyAt(s.Items, "tls.key")):
+			return fmt.Sprintf("Secret volume %s does not put its tls.crt and tls.key keys at those names", vol.Name)
 		}
 		return ""
 	}
 	return fmt.Sprintf("the pod has no volume %s", mount.Name)
+}
+
+// keyAt reports whether items put key at the path of the same name.
+func keyAt(items []corev1.KeyToPath, key string) bool {
+	for _, it := range items {
+		if path.Clean(it.Path) == key {
+			return it.Key == key
+		}
+	}
+	return false
 }

@@ -299,6 +299,11 @@ func (d *document) index(root *yaml.Node) error {
 		if !ok {
 			return fmt.Errorf("%w: line %d: a top-level key must be a string", ErrInvalidYAML, key.Line)
 		}
+		if key.Tag == "!!merge" {
+			// yaml.v3 merges the keys, and viper then folds their case in an order of its own:
+			// which value ECK reads cannot be told from the text.
+			return fmt.Errorf("%w: line %d: a merge key (<<) at the top level, whose keys ECK may read over the others", ErrUnsupported, key.Line)
+		}
 		fold := strings.ToLower(name)
 		if first, dup := d.byFold[fold]; dup {
 			return &DuplicateKeyError{Key: name, FirstLine: d.entries[first].key.Line, SecondLine: key.Line}

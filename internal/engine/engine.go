@@ -47,7 +47,7 @@ func Secure(in policy.Input) (Result, *field.Error) {
 			tmpl = in.Template.DeepCopy()
 			r.Template, r.TemplateChanged = tmpl, mutate.PodTemplate(tmpl, in.Operator, p, d.Effective)
 		}
-		if !p.Flags {
+		if !p.Flags && (in.ConfigMap == nil || !eck.Trimmed(in.ConfigMap)) {
 			cm = configMapToEdit(in)
 			changed, err := mutate.ConfigMap(cm, in.Key(), p)
 			if err != nil {
@@ -68,7 +68,9 @@ func Secure(in policy.Input) (Result, *field.Error) {
 
 // configMapToEdit is a copy of the input's ConfigMap, or, when it is not there yet (the
 // workload is written first, or the cache has not seen it), the one the guard will secure
-// when it is: the verdict on a workload write judges what that write holds.
+// when it is: the verdict on a workload write judges what that write holds. A cache copy
+// without all of its data (eck.Trimmed) is not edited: the verdict then says unknown, and
+// the controller, which reads it from the API server, secures it.
 func configMapToEdit(in policy.Input) *corev1.ConfigMap {
 	if in.ConfigMap != nil {
 		return in.ConfigMap.DeepCopy()

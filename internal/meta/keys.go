@@ -46,6 +46,12 @@ const (
 	// LabelOperator names the guarded operator (its StatefulSet) on the objects made for it.
 	LabelOperator = "metrics-guard.eck.dev/operator"
 
+	// LabelConfigOf is set by the webhook and the controller on the ConfigMap a guarded
+	// operator reads its config file from, with the workload's name: the webhook's
+	// matchConditions then send every write of it (and of the object it replaces), whatever
+	// its content looks like, and the cache keeps its data.
+	LabelConfigOf = "metrics-guard.eck.dev/config-of"
+
 	// LabelOperatorNamespace is the guarded operator's namespace, on cluster-scoped objects.
 	LabelOperatorNamespace = "metrics-guard.eck.dev/operator-namespace"
 

@@ -256,6 +256,19 @@ func ConfigMap(cm *corev1.ConfigMap, key string, plan *policy.Plan) (bool, error
 	return true, nil
 }
 
+// ConfigMapLabel marks cm as the config of op (meta.LabelConfigOf), so that the webhook sees
+// its every write. It reports whether it changed anything.
+func ConfigMapLabel(cm *corev1.ConfigMap, op *eck.Operator) bool {
+	if cm.Labels[meta.LabelConfigOf] == op.Name {
+		return false
+	}
+	if cm.Labels == nil {
+		cm.Labels = map[string]string{}
+	}
+	cm.Labels[meta.LabelConfigOf] = op.Name
+	return true
+}
+
 // ServiceLabels are the labels that let a ServiceMonitor select an operator's metrics
 // Service.
 func ServiceLabels(op *eck.Operator) map[string]string {
