@@ -136,7 +136,8 @@ func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Worklo
 
 // Transform keeps the cache small: it drops managed fields everywhere, the pod template
 // of workloads that are not ECK operators, and the data of ConfigMaps that hold no
-// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData).
+// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData)
+// and those holding eck.yaml settings under another name (eck.LooksLikeConfig).
 // Use it as the cache's DefaultTransform.
 func Transform(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
@@ -155,7 +156,16 @@ func Transform(obj any) (any, error) {
 		o.Status = appsv1.DeploymentStatus{}
 	case *corev1.ConfigMap:
 		if _, ok := eck.ConfigKeyOf(o); !ok {
-			o.Data, o.BinaryData = eck.EnvData(o.Data), nil
+			kept := eck.EnvData(o.Data)
+			for k, v := range o.Data {
+				if eck.LooksLikeConfig(v) { // an eck.yaml a workload mounts from a key of another name
+					if kept == nil {
+						kept = map[string]string{}
+					}
+					kept[k] = v
+				}
+			}
+			o.Data, o.BinaryData = kept, nil
 		}
 	}
 	return obj, nil

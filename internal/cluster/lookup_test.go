@@ -13,6 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -175,6 +177,11 @@ func TestTransformConfigMaps(t *testing.T) {
 			data:     map[string]string{"operator.yaml": "log-verbosity: 0\nmetrics-secure: false\n", "notes.txt": "x"},
 			wantData: map[string]string{"operator.yaml": "log-verbosity: 0\nmetrics-secure: false\n", "notes.txt": "x"},
 		},
+		"eck.yaml settings under a key of another name (mounted with items)": {
+			data:       map[string]string{"operator-config": "log-verbosity: 0\nmetrics-port: 0\n", "notes.txt": "x"},
+			binaryData: map[string][]byte{"blob": []byte{0}},
+			wantData:   map[string]string{"operator-config": "log-verbosity: 0\nmetrics-port: 0\n"},
+		},
 		"env keys only": {
 			data: map[string]string{
 				"METRICS_SECURE": "false", "METRICS_PORT": "9090", "METRICS_HOST": "0.0.0.0", "METRICS_CERT_DIR": "/c",
@@ -285,3 +292,46 @@ func TestCachedLookup(t *testing.T) {
 	}
 }
 
+// TestTransformKeepsWhatDecisionsRead: a decision made from the cache (trimmed by Transform)
+// is the one made from the objects as stored, for every way an operator may take its
+// eck.yaml: the ConfigMap key eck.yaml, another *.yaml key, or a key of any name mounted at
+// eck.yaml with items. Otherwise the webhook and the controller (which read the cache) would
+// plan on another config than inject, which reads the objects: here, metrics port 8081, which
+// the config gives the webhook server, instead of the config's own 9090.
+func TestTransformKeepsWhatDecisionsRead(t *testing.T) {
+	const config = "metrics-port: 9090\nmetrics-host: 127.0.0.1\nwebhook-port: 8081\n"
+	for name, key := range map[string]string{"eck.yaml": "eck.yaml", "another yaml key": "operator.yaml", "a key of any name": "operator-config"} {
+		t.Run(name, func(t *testing.T) {
+			sts := statefulSet("elastic-operator", eckImage)
+			if key != "eck.yaml" {
+				sts.Spec.Template.Spec.Volumes[0].ConfigMap.Items = []corev1.KeyToPath{{Key: key, Path: "eck.yaml"}}
+			}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system"}, Data: map[string]string{key: config, "unrelated": "x"}}
+			decide := func(cm *corev1.ConfigMap) engine.Result {
+				op, ok := eck.FromStatefulSet(sts)
+				if !ok || op.ConfigKey != key {
+					t.Fatalf("operator %+v, want it to read key %s", op, key)
+				}
+				r, err := engine.Secure(policy.Input{Operator: op, Template: &sts.Spec.Template, WorkloadAnnotations: sts.Annotations, ConfigMap: cm,
+					NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"}})
+				if err != nil || r.Decision.Plan == nil {
+					t.Fatalf("not secured: %v, %+v", err, r.Decision)
+				}
+				return r
+			}
+			stored := decide(cm)
+			cached := cm.DeepCopy()
+			transform(t, cached)
+			fromCache := decide(cached)
+			if *fromCache.Decision.Plan != *stored.Decision.Plan {
+				t.Errorf("the plan from the cache %+v differs from the plan from the stored objects %+v (cached data %v)", *fromCache.Decision.Plan, *stored.Decision.Plan, cached.Data)
+			}
+			if stored.Decision.Plan.Port != 9090 {
+				t.Errorf("port %d, want the config's 9090", stored.Decision.Plan.Port)
+			}
+			if _, kept := cached.Data["unrelated"]; kept && key == "operator-config" {
+				t.Errorf("kept a key no decision reads: %v", cached.Data)
+			}
+		})
+	}
+}
