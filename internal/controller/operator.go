@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -265,8 +267,14 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	if opts.ServiceMonitor {
 		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-			if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+			monitored, err := r.monitored(ctx, service)
+			if err != nil {
 				return reconcile.Result{}, err
+			}
+			if !monitored {
+				if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+					return reconcile.Result{}, err
+				}
 			}
 		}
 	}
@@ -428,6 +436,38 @@ func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts client.Objec
 		return err
 	}
 	return r.apply(ctx, sts, obj, true)
+}
+
+// monitored reports whether a ServiceMonitor not made by the guard already selects svc
+// (ECK's chart in its secure mode makes one): the guard adds none beside it, which would
+// scrape the operator twice, as inject adds none. False when ServiceMonitors are not served.
+func (r *OperatorReconciler) monitored(ctx context.Context, svc *corev1.Service) (bool, error) {
+	if _, err := r.Client.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(serviceMonitorGVK.GroupVersion().WithKind("ServiceMonitorList"))
+	if err := r.Client.List(ctx, list, client.InNamespace(svc.Namespace)); err != nil {
+		return false, fmt.Errorf("failed to list ServiceMonitors in %s: %w", svc.Namespace, err)
+	}
+	for _, sm := range list.Items {
+		if madeByGuard(&sm) {
+			continue
+		}
+		var selector metav1.LabelSelector
+		m, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector")
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &selector) != nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *OperatorReconciler) secretMissing(ctx context.Context, namespace, name string) (bool, error) {

@@ -503,3 +503,39 @@ func TestReconcileDeployment(t *testing.T) {
 		t.Error("a second metrics Service was created beside the existing one")
 	}
 }
+
+// TestReconcileKeepsAUsersServiceMonitor: a ServiceMonitor of the user's that already selects
+// the metrics Service (ECK's chart in its secure mode makes one) gets no second one beside it,
+// as inject adds none; one that selects something else does not count.
+func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
+	userSM := func(selector map[string]string) *monitoringv1.ServiceMonitor {
+		return &monitoringv1.ServiceMonitor{
+			ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: ns},
+			Spec:       monitoringv1.ServiceMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: selector}},
+		}
+	}
+	existing := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator-metrics", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "elastic-operator"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"},
+			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(meta.PortName)}}},
+	}
+	for name, tc := range map[string]struct {
+		selector map[string]string
+		added    bool
+	}{
+		"selects the metrics Service": {selector: map[string]string{"app.kubernetes.io/name": "elastic-operator"}, added: false},
+		"selects another Service":     {selector: map[string]string{"app": "elasticsearch"}, added: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, true, Options{ServiceMonitor: true}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}),
+				config(), tlsSecret("metrics-tls"), existing.DeepCopy(), userSM(tc.selector))
+			f.reconcile(t, "elastic-operator")
+			if added := f.exists(t, &monitoringv1.ServiceMonitor{}, ns, "elastic-operator-metrics-guard"); added != tc.added {
+				t.Errorf("the guard's ServiceMonitor created: %v, want %v", added, tc.added)
+			}
+			if got := status(f.statefulSet(t)); got != statusSecured {
+				t.Errorf("status %q, want %q", got, statusSecured)
+			}
+		})
+	}
+}
