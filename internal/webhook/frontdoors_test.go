@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pmezard/go-difflib/difflib"
+	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -60,8 +61,8 @@ var applyModes = []struct {
 	// applyOrder.
 	{name: "install", seen: false},
 	// The namespace opted in after the install (or the webhook was down): the stream's
-	// objects are there, as read, and it is applied again. Each admission sees every other
-	// object of the stream, exactly as inject does: no exceptions.
+	// objects are there, as read, and it is applied again (updates). Each admission sees
+	// every other object of the stream, exactly as inject does: no exceptions.
 	{name: "reapply", seen: true},
 }
 
@@ -217,12 +218,13 @@ func equalObjects(t *testing.T, d *document, got, want []byte) {
 // each admission sees the stream's other objects, as inject does.
 type fakeCluster struct {
 	docs   []*document
+	seen   bool
 	lookup *fakeLookup
 	h      *Handler
 }
 
 func newFakeCluster(docs []*document, seen bool) *fakeCluster {
-	c := &fakeCluster{docs: docs, lookup: &fakeLookup{namespaces: map[string]map[string]string{}, configMaps: map[string]*corev1.ConfigMap{}}}
+	c := &fakeCluster{docs: docs, seen: seen, lookup: &fakeLookup{namespaces: map[string]map[string]string{}, configMaps: map[string]*corev1.ConfigMap{}}}
 	c.h = &Handler{Lookup: c.lookup, Defaults: frontDoorOptions.Defaults}
 	for _, d := range docs {
 		if d.gvk() != nil {
@@ -249,11 +251,17 @@ func (c *fakeCluster) applyOrder() []int {
 	return order
 }
 
-// admit sends a create of d to the handler and returns the object it admits: d with the
-// handler's JSON patch applied. The lookup then holds it.
+// admit sends a write of d to the handler (a create; an update of the object as read when
+// the cluster has seen it) and returns the object it admits: d with the handler's JSON
+// patch applied. The lookup then holds it.
 func (c *fakeCluster) admit(t *testing.T, d *document) []byte {
 	t.Helper()
-	resp := c.h.Handle(context.Background(), request(*d.gvk(), d.Namespace, string(d.json)))
+	req := request(*d.gvk(), d.Namespace, string(d.json))
+	req.Name = d.Name
+	if c.seen {
+		req.Operation, req.OldObject = admissionv1.Update, runtime.RawExtension{Raw: d.json}
+	}
+	resp := c.h.Handle(context.Background(), req)
 	if !resp.Allowed {
 		t.Fatalf("%s %s/%s denied: %v", d.Kind, d.Namespace, d.Name, resp.Result)
 	}
