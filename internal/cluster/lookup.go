@@ -137,7 +137,8 @@ func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Worklo
 
 // Transform keeps the cache small: it drops managed fields everywhere, the pod template
 // of workloads that are not ECK operators, and the data of ConfigMaps that hold no
-// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData).
+// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData)
+// and those holding eck.yaml settings under another name (eck.LooksLikeConfig).
 // Use it as the cache's DefaultTransform.
 func Transform(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
@@ -157,7 +158,16 @@ func Transform(obj any) (any, error) {
 	case *corev1.ConfigMap:
 		_, config := eck.ConfigKeyOf(o)
 		if _, ok := o.Labels[meta.LabelConfigOf]; !ok && !config {
-			o.Data, o.BinaryData = eck.EnvData(o.Data), nil
+			kept := eck.EnvData(o.Data)
+			for k, v := range o.Data {
+				if eck.LooksLikeConfig(v) { // an eck.yaml a workload mounts from a key of another name
+					if kept == nil {
+						kept = map[string]string{}
+					}
+					kept[k] = v
+				}
+			}
+			o.Data, o.BinaryData = kept, nil
 			// A key missing from this copy may exist: the model says unknown, not absent.
 			annotations := o.GetAnnotations()
 			if annotations == nil {

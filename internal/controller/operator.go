@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -250,7 +252,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	opts := r.Options.covered(in.Coverage)
 
 	if !plan.Flags {
-		if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
+		if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, res); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -268,8 +270,14 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	if opts.ServiceMonitor {
 		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-			if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+			monitored, err := r.monitored(ctx, service)
+			if err != nil {
 				return reconcile.Result{}, err
+			}
+			if !monitored {
+				if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+					return reconcile.Result{}, err
+				}
 			}
 		}
 	}
@@ -319,8 +327,9 @@ func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Inpu
 		return cm, err
 	}
 	var err error
-	if in.ConfigMap != nil && eck.Trimmed(in.ConfigMap) {
-		if in.ConfigMap, err = get(in.ConfigMap.Name); err != nil {
+	if name := in.Operator.ConfigMapName; name != "" {
+		// The ConfigMap the controller edits: from the API server, to patch what is there.
+		if in.ConfigMap, err = get(name); err != nil {
 			return err
 		}
 	}
@@ -382,33 +391,20 @@ func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object
 	return nil
 }
 
-func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Object, op *eck.Operator, cm *corev1.ConfigMap, plan *policy.Plan) error {
-	if cm == nil {
+// healConfigMap writes the secured ConfigMap of res over live, the API server's copy it was
+// computed from (what the webhook would have done), with a JSON patch of exactly the change.
+func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Object, op *eck.Operator, live *corev1.ConfigMap, res engine.Result) error {
+	switch {
+	case live == nil:
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "ConfigMapMissing", "Reconcile", "ConfigMap %s with %s not found", op.ConfigMapName, op.ConfigKey)
 		return nil
-	}
-	// The cache holds the ConfigMap; patch a fresh copy read from the API server.
-	live := &corev1.ConfigMap{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cm), live); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	before := live.DeepCopy()
-	labelled := mutate.ConfigMapLabel(live, op)
-	changed, err := mutate.ConfigMap(live, op.ConfigKey, plan)
-	if err != nil {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidConfig", "Reconcile", "%v", err)
+	case !res.ConfigMapChanged || res.ConfigMap == nil:
 		return nil
 	}
-	if !changed && !labelled {
-		return nil
-	}
-	if err := r.patch(ctx, before, live); err != nil {
+	if err := r.patch(ctx, live, res.ConfigMap); err != nil {
 		return fmt.Errorf("failed to patch ConfigMap %s/%s: %w", live.Namespace, live.Name, err)
 	}
-	if !changed {
-		return nil
-	}
-	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, plan.Port)
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, res.Decision.Plan.Port)
 	return nil
 }
 
@@ -463,6 +459,38 @@ func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts client.Objec
 		return err
 	}
 	return r.apply(ctx, sts, obj, true)
+}
+
+// monitored reports whether a ServiceMonitor not made by the guard already selects svc
+// (ECK's chart in its secure mode makes one): the guard adds none beside it, which would
+// scrape the operator twice, as inject adds none. False when ServiceMonitors are not served.
+func (r *OperatorReconciler) monitored(ctx context.Context, svc *corev1.Service) (bool, error) {
+	if _, err := r.Client.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(serviceMonitorGVK.GroupVersion().WithKind("ServiceMonitorList"))
+	if err := r.Client.List(ctx, list, client.InNamespace(svc.Namespace)); err != nil {
+		return false, fmt.Errorf("failed to list ServiceMonitors in %s: %w", svc.Namespace, err)
+	}
+	for _, sm := range list.Items {
+		if madeByGuard(&sm) {
+			continue
+		}
+		var selector metav1.LabelSelector
+		m, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector")
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &selector) != nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (r *OperatorReconciler) secretMissing(ctx context.Context, namespace, name string) (bool, error) {

@@ -212,17 +212,22 @@ func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
 		return DefaultConfigKey, true
 	}
 	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
-		text := cm.Data[key]
-		if !strings.HasSuffix(key, ".yaml") && !strings.HasSuffix(key, ".yml") {
-			continue
-		}
-		for _, m := range configMarkers {
-			if strings.HasPrefix(text, m) || strings.Contains(text, "\n"+m) {
-				return key, true
-			}
+		if (strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")) && LooksLikeConfig(cm.Data[key]) {
+			return key, true
 		}
 	}
 	return "", false
+}
+
+// LooksLikeConfig reports whether text holds eck.yaml settings: a line that starts with one
+// of configMarkers. A workload may mount its eck.yaml from a key of any name (items).
+func LooksLikeConfig(text string) bool {
+	for _, m := range configMarkers {
+		if strings.HasPrefix(text, m) || strings.Contains(text, "\n"+m) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsOperatorConfig reports whether a ConfigMap is labelled as an ECK operator's own config, as

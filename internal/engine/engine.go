@@ -53,6 +53,10 @@ func Secure(in policy.Input) (Result, *field.Error) {
 			if err != nil {
 				return r, field.Invalid(field.NewPath("data").Key(in.Key()), "(eck.yaml)", err.Error())
 			}
+			if in.Operator != nil {
+				// Every later write of it reaches the webhook, whatever its content.
+				changed = mutate.ConfigMapLabel(cm, in.Operator) || changed
+			}
 			if in.ConfigMap != nil {
 				r.ConfigMap, r.ConfigMapChanged = cm, changed
 			}

@@ -122,7 +122,8 @@ func TestReviewTrimmedCacheJudgesAFileItNeverSaw(t *testing.T) {
 	sts, cms := operator()
 	sts.Spec.Template.Spec.Volumes[0].ConfigMap.Items = []corev1.KeyToPath{{Key: "cfg", Path: "eck.yaml"}}
 	live := cms["elastic-operator"].DeepCopy()
-	live.Data = map[string]string{"cfg": "metrics-port: 8081\nmetrics-secure: &off false\ndisable-telemetry: *off\n"}
+	// Keys that do not look like eck.yaml to the cache (upper case): it trims them.
+	live.Data = map[string]string{"cfg": "METRICS-PORT: 8081\nMETRICS-SECURE: false\n"}
 	cached, _ := cluster.Transform(live.DeepCopy())
 	cms["elastic-operator"] = cached.(*corev1.ConfigMap)
 	if _, kept := cms["elastic-operator"].Data["cfg"]; kept {

@@ -204,9 +204,6 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if r.ConfigMap != nil {
 		*cm = *r.ConfigMap
 	}
-	if owner != nil {
-		mutate.ConfigMapLabel(cm, owner.Operator)
-	}
 	return h.patched(ctx, before, cm, d.Warnings)
 }
 
