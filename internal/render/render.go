@@ -235,7 +235,7 @@ func (s *stream) delegatesAuth(op *eck.Operator) bool {
 			continue
 		}
 		var crb rbacv1.ClusterRoleBinding
-		if err := yaml.Unmarshal(d.raw, &crb); err != nil || crb.RoleRef.Kind != "ClusterRole" {
+		if !d.decodeOnce(&crb) || crb.RoleRef.Kind != "ClusterRole" {
 			continue
 		}
 		if !slices.ContainsFunc(crb.Subjects, func(sub rbacv1.Subject) bool {
@@ -248,7 +248,7 @@ func (s *stream) delegatesAuth(op *eck.Operator) bool {
 		}
 		if role := s.find("ClusterRole", "", crb.RoleRef.Name); role != nil {
 			var cr rbacv1.ClusterRole
-			if yaml.Unmarshal(role.raw, &cr) == nil && mutate.GrantsAuthDelegation(cr.Rules) {
+			if role.decodeOnce(&cr) && mutate.GrantsAuthDelegation(cr.Rules) {
 				return true
 			}
 		}
@@ -262,12 +262,8 @@ func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
 		if d.typeMeta.Kind != "ServiceMonitor" || d.meta.Namespace != namespace {
 			continue
 		}
-		var sm struct {
-			Spec struct {
-				Selector metav1.LabelSelector `json:"selector"`
-			} `json:"spec"`
-		}
-		if yaml.Unmarshal(d.raw, &sm) != nil {
+		var sm serviceMonitor
+		if !d.decodeOnce(&sm) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
@@ -276,6 +272,13 @@ func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
 		}
 	}
 	return false
+}
+
+// serviceMonitor is what monitors reads of a ServiceMonitor.
+type serviceMonitor struct {
+	Spec struct {
+		Selector metav1.LabelSelector `json:"selector"`
+	} `json:"spec"`
 }
 
 // missing drops companions the input already has (a second inject adds nothing).
