@@ -1,4 +1,4 @@
-// Package compliance checks an ECK operator against the end state of DESIGN.md, one
+// Package compliance checks an ECK operator against the end state (the README's table), one
 // finding per point that is not met, from the settings ECK will actually read. The policy
 // status uses it, and so do the tests of every front door.
 package compliance

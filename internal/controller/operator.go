@@ -345,16 +345,25 @@ func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Inpu
 
 // setStatus records the status annotation alone.
 func (r *OperatorReconciler) setStatus(ctx context.Context, obj client.Object, status string) error {
-	if obj.GetAnnotations()[keys.AnnotationStatus] == status {
-		return nil
-	}
+	return r.patchWorkload(ctx, obj, status, nil)
+}
+
+// patchWorkload writes the status annotation, and the pod template tmpl if not nil, with a
+// JSON patch of exactly those changes.
+func (r *OperatorReconciler) patchWorkload(ctx context.Context, obj client.Object, status string, tmpl *corev1.PodTemplateSpec) error {
 	before := obj.DeepCopyObject().(client.Object)
-	annotations := obj.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
+	if tmpl != nil {
+		_, stored, _ := eck.FromObject(obj)
+		*stored = *tmpl
 	}
-	annotations[keys.AnnotationStatus] = status
-	obj.SetAnnotations(annotations)
+	if obj.GetAnnotations()[keys.AnnotationStatus] != status {
+		annotations := obj.GetAnnotations()
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[keys.AnnotationStatus] = status
+		obj.SetAnnotations(annotations)
+	}
 	if err := r.patch(ctx, before, obj); err != nil {
 		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
@@ -365,27 +374,15 @@ func (r *OperatorReconciler) setStatus(ctx context.Context, obj client.Object, s
 // and records the status annotation, with a JSON patch of exactly those changes.
 func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, res engine.Result, status string) error {
 	plan := res.Decision.Plan
-	before := sts.DeepCopyObject().(client.Object)
-	_, tmpl, _ := eck.FromObject(sts)
+	wasSecured := sts.GetAnnotations()[keys.AnnotationStatus] == statusSecured
 	healed := res.TemplateChanged
-	if res.Template != nil {
-		*tmpl = *res.Template
-	}
-	if sts.GetAnnotations()[keys.AnnotationStatus] != status {
-		annotations := sts.GetAnnotations()
-		if annotations == nil {
-			annotations = map[string]string{}
-		}
-		annotations[keys.AnnotationStatus] = status
-		sts.SetAnnotations(annotations)
-	}
-	if err := r.patch(ctx, before, sts); err != nil {
-		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, sts.GetNamespace(), sts.GetName(), err)
+	if err := r.patchWorkload(ctx, sts, status, res.Template); err != nil {
+		return err
 	}
 	if healed {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "PodTemplateSecured", "Reconcile", "metrics port %d; TLS Secret %q mounted at %s", plan.Port, plan.SecretName, plan.CertDir)
 	}
-	if status == statusSecured && before.GetAnnotations()[keys.AnnotationStatus] != statusSecured {
+	if status == statusSecured && !wasSecured {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication", plan.Port)
 	}
 	return nil

@@ -27,8 +27,6 @@ const (
 	KeyMetricsSecure = "metrics-secure"
 	// KeyMetricsCertDir is the directory holding tls.crt and tls.key for secure metrics.
 	KeyMetricsCertDir = "metrics-cert-dir"
-	// KeyProbesBindAddress is the health probe address, which the metrics port must not clash with.
-	KeyProbesBindAddress = "probes-bind-address"
 	// KeyWebhookPort is the admission webhook port, which the metrics port must not clash with.
 	KeyWebhookPort = "webhook-port"
 	// KeyDisableConfigWatch stops ECK from restarting itself when eck.yaml changes.

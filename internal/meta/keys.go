@@ -1,6 +1,6 @@
 // Package meta holds every annotation and label key of eck-metrics-guard in one place.
 //
-// The annotation keys are the public contract with users (see DESIGN.md): they are
+// The annotation keys are the public contract with users (the README's Annotations section): they are
 // documented in the README and must never be renamed.
 package meta
 
@@ -79,6 +79,4 @@ const (
 	VolumeName = "tls-certificate"
 	// ServicePortName is the metrics Service's port name.
 	ServicePortName = "https"
-	// ManagerContainer is the name of ECK's operator container.
-	ManagerContainer = "manager"
 )

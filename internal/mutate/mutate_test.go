@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -81,7 +82,7 @@ func TestPodTemplate(t *testing.T) {
 		},
 		"optional secret becomes required": {
 			spec: func(s *corev1.PodSpec) {
-				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptrTo[int32](0o400)}}})
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptr.To[int32](0o400)}}})
 			},
 			check: func(t *testing.T, s *corev1.PodSpec) {
 				v := s.Volumes[1].Secret

@@ -23,13 +23,6 @@ type Coverage struct {
 	Defaults v1alpha1.PolicyDefaults
 }
 
-// Cover returns the Coverage of a namespace, or nil when no policy selects it. A policy with
-// an invalid selector selects nothing (its status says why), and no policy covers kube-system
-// or a namespace labelled metrics-guard.eck.dev/exclude.
-func Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
-	return (*Selectors)(nil).Cover(policies, namespace, namespaceLabels)
-}
-
 // Selectors converts each policy's namespace selector once per generation of the policy,
 // for callers that choose a policy on every request (the webhook). The zero value is ready
 // to use and safe for concurrent use; a nil *Selectors converts on every call.
@@ -65,7 +58,10 @@ func (s *Selectors) of(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, erro
 	return sel, err
 }
 
-// Cover is the package's Cover, with each selector converted once per policy generation.
+// Cover returns the Coverage of a namespace, or nil when no policy selects it. A policy with
+// an invalid selector selects nothing (its status says why), and no policy covers kube-system
+// or a namespace labelled metrics-guard.eck.dev/exclude. Each selector is converted once per
+// policy generation (a nil *Selectors converts on every call).
 func (s *Selectors) Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
 	if Excluded(namespace, namespaceLabels) {
 		return nil

@@ -54,7 +54,7 @@ func TestCover(t *testing.T) {
 				ns = "elastic-system"
 			}
 			got := ""
-			if c := Cover(tc.policies, ns, tc.labels); c != nil {
+			if c := (*Selectors)(nil).Cover(tc.policies, ns, tc.labels); c != nil {
 				got = c.Policy + "/" + string(c.Mode)
 			}
 			if got != tc.want {

@@ -182,7 +182,7 @@ func TestErrorsNameFileDocumentObjectAndField(t *testing.T) {
 }
 
 // checkInvariants holds for every input: inject is idempotent, it never drops a
-// document, and every secured operator is in the end state of DESIGN.md.
+// document, and every secured operator is in the end state.
 func checkInvariants(t *testing.T, name string, input, out []byte) {
 	t.Helper()
 	if again := inject(t, name, out); !bytes.Equal(again, out) {

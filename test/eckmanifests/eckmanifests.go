@@ -78,7 +78,7 @@ func parseName(name string) (style string, v *version.Version, ok bool) {
 func RenderedDir() (string, error) {
 	dir := os.Getenv(EnvDir)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			return "", err
 		}
@@ -92,7 +92,7 @@ func RenderedDir() (string, error) {
 
 // SharedDir is ../shared/fixtures/eck beside the repository, and whether it exists.
 func SharedDir() (string, bool) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", false
 	}
@@ -156,8 +156,9 @@ func list(dir, source string) ([]Manifest, error) {
 	return out, nil
 }
 
-// repoRoot is the directory of the go.mod above the working directory (a test's package).
-func repoRoot() (string, error) {
+// RepoRoot is the directory of the first go.mod above the working directory (go test runs
+// tests in their package directory, so this is the repository root).
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
