@@ -85,7 +85,7 @@ func TestSecureReachesTheSourceThatWins(t *testing.T) {
 			manager(s).EnvFrom = []corev1.EnvFromSource{cmRef("insecure-env", "METRICS_")}
 			cms["insecure-env"] = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "insecure-env"}, Data: map[string]string{"SECURE": "false"}}
 		}, check: func(t *testing.T, c *corev1.Container, _ map[string]*corev1.ConfigMap) {
-			if len(c.Env) != 3 || c.Env[0] != (corev1.EnvVar{Name: "METRICS_SECURE", Value: "true"}) {
+			if len(c.Env) != 3 || c.Env[1] != (corev1.EnvVar{Name: "METRICS_SECURE", Value: "true"}) {
 				t.Errorf("env = %v, want explicit entries that outrank envFrom", c.Env)
 			}
 		}},
@@ -139,7 +139,7 @@ func TestSecureReachesTheSourceThatWins(t *testing.T) {
 		"no --config": {want: eck.ExposureSecured, change: func(s *appsv1.StatefulSet, _ map[string]*corev1.ConfigMap) {
 			manager(s).Args = []string{"manager"}
 		}, check: func(t *testing.T, c *corev1.Container, _ map[string]*corev1.ConfigMap) {
-			if strings.Join(c.Args, " ") != "manager --metrics-secure=true --metrics-port=8081" {
+			if strings.Join(c.Args, " ") != "manager --metrics-port=8081 --metrics-secure=true" {
 				t.Errorf("args = %q", c.Args)
 			}
 		}},
@@ -148,6 +148,13 @@ func TestSecureReachesTheSourceThatWins(t *testing.T) {
 		}, check: func(t *testing.T, c *corev1.Container, _ map[string]*corev1.ConfigMap) {
 			if !strings.Contains(strings.Join(c.Args, " "), "--metrics-cert-dir=") {
 				t.Errorf("args = %q: the file may move the cert dir, so the flag must pin it", c.Args)
+			}
+		}},
+		"TMPDIR moves ECK's default cert dir": {want: eck.ExposureSecured, change: func(s *appsv1.StatefulSet, _ map[string]*corev1.ConfigMap) {
+			manager(s).Env = []corev1.EnvVar{{Name: "TMPDIR", Value: "/scratch"}}
+		}, check: func(t *testing.T, c *corev1.Container, _ map[string]*corev1.ConfigMap) {
+			if c.Args[len(c.Args)-1] != "--metrics-cert-dir="+eck.DefaultMetricsCertDir {
+				t.Errorf("args = %q: eck.yaml does not name the default, so a flag must pin it", c.Args)
 			}
 		}},
 		"the cert dir moved by env": {want: eck.ExposureSecured, change: func(s *appsv1.StatefulSet, _ map[string]*corev1.ConfigMap) {

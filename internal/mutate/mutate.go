@@ -6,6 +6,7 @@ package mutate
 import (
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,22 +108,6 @@ func upsertMount(c *corev1.Container, dir string) bool {
 	return true
 }
 
-// wanted are the settings the plan makes effective, with their values.
-func wanted(plan *policy.Plan) []struct {
-	setting eck.Setting
-	value   string
-} {
-	return []struct {
-		setting eck.Setting
-		value   string
-	}{
-		{eck.MetricsSecure, "true"},
-		{eck.MetricsPort, strconv.Itoa(plan.Port)},
-		{eck.MetricsCertDir, plan.CertDir},
-		{eck.MetricsHost, plan.Host},
-	}
-}
-
 // overrideSources makes each setting the plan needs effective at the source ECK takes it
 // from, above eck.yaml (which ConfigMap edits): every flag that sets it is rewritten, and so
 // is every env entry with a value. An env entry that takes its value from elsewhere cannot
@@ -131,13 +116,17 @@ func wanted(plan *policy.Plan) []struct {
 // by an explicit env entry, which is added.
 func overrideSources(c *corev1.Container, plan *policy.Plan, e *eck.Effective) bool {
 	changed := false
-	for _, w := range wanted(plan) {
-		s := w.setting
-		if s == eck.MetricsCertDir && plan.CertDir == eck.DefaultMetricsCertDir && !setAbove(e, s) {
+	for _, w := range plan.Settings() {
+		s := w.Setting
+		// ECK's default cert dir lies under TMPDIR: where the container sets one, eck.yaml
+		// (which does not name the default) cannot bring it back, a flag does.
+		v := e.Value(s)
+		moved := s == eck.MetricsCertDir && !w.InFile && v.Unknown == "" && v.Kind == eck.FromDefault && path.Clean(v.String()) != w.Value
+		if s == eck.MetricsCertDir && !w.InFile && !setAbove(e, s) && !moved {
 			continue // nothing above eck.yaml moves it, and eck.yaml need not name the default
 		}
-		if s == eck.MetricsHost && e.Value(s).Unknown == "" {
-			continue // the user's to choose; only a host nobody can know is pinned
+		if w.IfAbsent && v.Unknown == "" {
+			continue // the user's to choose; only a value nobody can know is pinned
 		}
 		flagged := false
 		for _, use := range e.CommandLine.Flags {
@@ -145,17 +134,17 @@ func overrideSources(c *corev1.Container, plan *policy.Plan, e *eck.Effective) b
 				continue
 			}
 			flagged = true
-			if use.ValueUnknown == "" && sameSetting(s, use.Value, w.value) {
+			if use.ValueUnknown == "" && sameSetting(s, use.Value, w.Value) {
 				continue
 			}
 			word := e.CommandLine.Words[use.ValueWord]
-			text := w.value
+			text := w.Value
 			if use.ValueWord == use.NameWord {
-				text = "--" + s.Name + "=" + w.value
+				text = "--" + s.Name + "=" + w.Value
 			}
 			changed = setWord(c, word, text) || changed
 		}
-		needFlag := plan.Flags
+		needFlag := plan.Flags || moved
 		entry := false
 		for i := range c.Env {
 			env := &c.Env[i]
@@ -166,15 +155,15 @@ func overrideSources(c *corev1.Container, plan *policy.Plan, e *eck.Effective) b
 			switch {
 			case env.ValueFrom != nil:
 				needFlag = true
-			case env.Value != w.value && !sameSetting(s, env.Value, w.value) || strings.Contains(env.Value, "$("):
-				env.Value, changed = w.value, true
+			case env.Value != w.Value && !sameSetting(s, env.Value, w.Value) || strings.Contains(env.Value, "$("):
+				env.Value, changed = w.Value, true
 			}
 		}
 		if !entry && e.EnvFromMaySet(s) {
-			c.Env, changed = append(c.Env, corev1.EnvVar{Name: s.Env(), Value: w.value}), true
+			c.Env, changed = append(c.Env, corev1.EnvVar{Name: s.Env(), Value: w.Value}), true
 		}
 		if needFlag && !flagged {
-			changed = addFlag(c, e.CommandLine, "--"+s.Name+"="+w.value) || changed
+			changed = addFlag(c, e.CommandLine, "--"+s.Name+"="+w.Value) || changed
 		}
 	}
 	return changed

@@ -146,15 +146,33 @@ type IssuerRef struct {
 
 // ConfigChanges are the eck.yaml edits the plan needs.
 func (p *Plan) ConfigChanges() []eckconfig.Change {
-	changes := []eckconfig.Change{
-		{Key: eck.MetricsPort.Name, Value: strconv.Itoa(p.Port)},
-		{Key: eck.MetricsHost.Name, Value: p.Host, IfAbsent: true},
-		{Key: eck.MetricsSecure.Name, Value: "true"},
-	}
-	if p.CertDir != eck.DefaultMetricsCertDir {
-		changes = append(changes, eckconfig.Change{Key: eck.MetricsCertDir.Name, Value: p.CertDir})
+	var changes []eckconfig.Change
+	for _, a := range p.Settings() {
+		if a.InFile {
+			changes = append(changes, eckconfig.Change{Key: a.Setting.Name, Value: a.Value, IfAbsent: a.IfAbsent})
+		}
 	}
 	return changes
+}
+
+// Assignment is a setting the plan makes effective, and its value.
+type Assignment struct {
+	Setting eck.Setting
+	Value   string
+	// InFile says eck.yaml gets it (IfAbsent: only when eck.yaml sets none); mutate also sets
+	// it at every source ECK reads ahead of eck.yaml.
+	InFile, IfAbsent bool
+}
+
+// Settings are what the plan makes effective, in the order eck.yaml gets them: the one list
+// the eck.yaml edit and the pod-template mutation both follow.
+func (p *Plan) Settings() []Assignment {
+	return []Assignment{
+		{Setting: eck.MetricsPort, Value: strconv.Itoa(p.Port), InFile: true},
+		{Setting: eck.MetricsHost, Value: p.Host, InFile: true, IfAbsent: true},
+		{Setting: eck.MetricsSecure, Value: "true", InFile: true},
+		{Setting: eck.MetricsCertDir, Value: p.CertDir, InFile: p.CertDir != eck.DefaultMetricsCertDir},
+	}
 }
 
 // ConfigMapGetter is how the model reads the input's ConfigMaps: the config file's, and the
