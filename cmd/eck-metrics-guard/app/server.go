@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -65,6 +67,9 @@ type ServerOptions struct {
 		ServiceMonitor         bool
 		CertificateDuration    time.Duration
 		CertificateRenewBefore time.Duration
+		// BindingName is the one ClusterRoleBinding to system:auth-delegator the controller
+		// keeps (its RBAC may update that name only).
+		BindingName string
 	}
 	Defaults policy.Defaults
 	Log      zap.Options
@@ -94,6 +99,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Controller.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
 	fs.StringVar(&o.Controller.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
 	fs.BoolVar(&o.Controller.ServiceMonitor, "service-monitor", true, "create a ServiceMonitor for each guarded operator when the Prometheus Operator's CRDs are installed")
+	fs.StringVar(&o.Controller.BindingName, "auth-delegator-binding", controller.DefaultBindingName, "the one ClusterRoleBinding to system:auth-delegator whose subjects are the guarded operators' ServiceAccounts (the guard's RBAC may update and delete this name only)")
 	fs.DurationVar(&o.Controller.CertificateDuration, "cert-duration", mutate.DefaultCertificateOptions.Duration, "lifetime of the Certificates the controller requests")
 	fs.DurationVar(&o.Controller.CertificateRenewBefore, "cert-renew-before", mutate.DefaultCertificateOptions.RenewBefore, "how long before expiry cert-manager renews them")
 
@@ -167,11 +173,17 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		server = &startWhenReady{Server: server, ready: certsReady}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
-		Metrics:                 metricsOpts,
-		HealthProbeBindAddress:  o.Health.BindAddress,
-		WebhookServer:           server,
-		Cache:                   cache.Options{DefaultTransform: cluster.Transform},
+		Scheme:                 Scheme(),
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: o.Health.BindAddress,
+		WebhookServer:          server,
+		Cache: cache.Options{
+			DefaultTransform: cluster.Transform,
+			// The one auth-delegator binding: RBAC lets the guard list and watch it by name only.
+			ByObject: map[client.Object]cache.ByObject{
+				&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
+			},
+		},
 		LeaderElection:          o.Controller.LeaderElect,
 		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
 		LeaderElectionNamespace: o.Controller.LeaderElectionNS,
@@ -225,8 +237,14 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("failed to set up the controller: %w", err)
 		}
 	}
+	if o.Controller.Enabled {
+		r := &controller.BindingReconciler{Name: bindingName(o), Client: mgr.GetClient(), Lookup: lookup, Defaults: o.Defaults, Policies: policies}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("failed to set up the binding controller: %w", err)
+		}
+	}
 	if o.Controller.Enabled && policies {
-		r := &controller.PolicyReconciler{Client: mgr.GetClient(), Lookup: lookup}
+		r := &controller.PolicyReconciler{Client: mgr.GetClient(), Lookup: lookup, BindingName: bindingName(o)}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("failed to set up the policy controller: %w", err)
 		}
@@ -246,6 +264,13 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+func bindingName(o *ServerOptions) string {
+	if o.Controller.BindingName == "" {
+		return controller.DefaultBindingName
+	}
+	return o.Controller.BindingName
 }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {

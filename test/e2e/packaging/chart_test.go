@@ -70,10 +70,22 @@ func chartVariants() []chartVariant {
 			in.must(t, "Service", "eck-metrics-guard-metrics")
 			in.must(t, "ClusterRole", "eck-metrics-guard-metrics-reader")
 			in.must(t, "CustomResourceDefinition", "metricssecuritypolicies.metrics-guard.eck.dev")
-			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Secret", "Role", "RoleBinding"} {
+			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Secret"} {
 				if n := len(in.ofKind(kind)); n != 0 {
 					t.Errorf("%d %s rendered by default", n, kind)
 				}
+			}
+			// Only leader election's Role (in the release namespace), and no self-managed
+			// certificate's roles: no update of any webhook configuration with cert-manager.
+			in.must(t, "Role", "eck-metrics-guard")
+			in.must(t, "RoleBinding", "eck-metrics-guard")
+			for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} {
+				if o := in.find(kind, "eck-metrics-guard-self-managed-cert"); o != nil {
+					t.Errorf("%s %s rendered with cert-manager", kind, o.GetName())
+				}
+			}
+			if n := len(in.ofKind("Role")); n != 1 {
+				t.Errorf("%d Roles rendered by default, want leader election's only", n)
 			}
 			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" {
 				t.Errorf("%s with cert-manager", got)
@@ -90,6 +102,8 @@ func chartVariants() []chartVariant {
 			in.must(t, "Secret", "eck-metrics-guard-webhook-tls")
 			in.must(t, "Role", "eck-metrics-guard-self-managed-cert")
 			in.must(t, "RoleBinding", "eck-metrics-guard-self-managed-cert")
+			in.must(t, "ClusterRole", "eck-metrics-guard-self-managed-cert")
+			in.must(t, "ClusterRoleBinding", "eck-metrics-guard-self-managed-cert")
 		}},
 		{"self-managed certificate, other names", []string{"--set", "certManager.enabled=false", "--set", "fullnameOverride=guard", "--set", "webhook.secretName=guard-certs",
 			"--set", "serviceAccount.name=guard-sa"}, func(t *testing.T, in install) {
@@ -100,6 +114,23 @@ func chartVariants() []chartVariant {
 			}
 			in.must(t, "Secret", "guard-certs")
 			in.must(t, "Role", "guard-self-managed-cert")
+			// Update of the release's webhook configuration only, and of its one binding.
+			rules := into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "guard-self-managed-cert")).Rules
+			if n := len(rules); n != 2 || !slices.Equal(rules[1].ResourceNames, []string{"guard"}) || !slices.Equal(rules[1].Verbs, []string{"update"}) {
+				t.Errorf("self-managed ClusterRole rules %+v, want update of guard only", rules)
+			}
+			if !in.hasArg("--auth-delegator-binding=guard:auth-delegator") {
+				t.Errorf("args %v, want --auth-delegator-binding=guard:auth-delegator", in.Container.Args)
+			}
+			found := false
+			for _, r := range into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "guard")).Rules {
+				if slices.Contains(r.Resources, "clusterrolebindings") && len(r.ResourceNames) > 0 {
+					found = slices.Equal(r.ResourceNames, []string{"guard:auth-delegator"})
+				}
+			}
+			if !found {
+				t.Errorf("ClusterRole guard does not restrict clusterrolebindings to guard:auth-delegator")
+			}
 		}},
 		{"cert-manager off, own Secret and caBundle", []string{"--set", "certManager.enabled=false", "--set", "webhook.caBundle=" + testCABundle, "--set", "webhook.secretName=my-webhook-tls"}, func(t *testing.T, in install) {
 			if n := len(in.ofKind("Certificate")) + len(in.ofKind("Issuer")); n != 0 {
@@ -108,7 +139,7 @@ func chartVariants() []chartVariant {
 			if s := in.certSecret(t); s != "my-webhook-tls" {
 				t.Errorf("the pods mount %s, want my-webhook-tls", s)
 			}
-			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" || len(in.ofKind("Secret"))+len(in.ofKind("Role")) != 0 {
+			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" || len(in.ofKind("Secret"))+len(in.ofKind("Role"))-1 != 0 || in.find("ClusterRole", "eck-metrics-guard-self-managed-cert") != nil {
 				t.Errorf("%s, %d Secrets, %d Roles: a caBundle of yours means your own certificate, as is", got, len(in.ofKind("Secret")), len(in.ofKind("Role")))
 			}
 			want, _ := base64.StdEncoding.DecodeString(testCABundle)
