@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -33,6 +32,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/serving"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
 )
 
@@ -51,8 +51,12 @@ type ServerOptions struct {
 		Service       string
 		Configuration string
 		ExtraDNSNames []string
+		// MaxInFlight bounds the admissions served at once (serving.WebhookOptions).
+		MaxInFlight int
 	}
-	Metrics struct {
+	// EnableHTTP2 lets the webhook and metrics servers negotiate HTTP/2 (off: HTTP/1.1 only).
+	EnableHTTP2 bool
+	Metrics     struct {
 		BindAddress string
 		Secure      bool
 		CertDir     string
@@ -89,6 +93,8 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Webhook.Configuration, "webhook-configuration", "eck-metrics-guard", "MutatingWebhookConfiguration whose caBundle the self-managed mode keeps")
 	fs.StringSliceVar(&o.Webhook.ExtraDNSNames, "webhook-extra-dns-names", nil, "more DNS names for the self-managed certificate")
 
+	fs.IntVar(&o.Webhook.MaxInFlight, "webhook-max-in-flight", serving.DefaultMaxInFlight, "admissions served at once; one more is answered 429 at once (the API server applies failurePolicy) instead of waiting past timeoutSeconds; negative: no bound")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "let the webhook and metrics servers negotiate HTTP/2; off, they speak HTTP/1.1 only (HTTP/2 rapid reset, CVE-2023-44487)")
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
 	fs.BoolVar(&o.Metrics.Secure, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
 	fs.StringVar(&o.Metrics.CertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty means a self-signed certificate")
@@ -155,17 +161,20 @@ func NewManager(o *ServerOptions) (ctrl.Manager, error) {
 
 // NewManagerFor is NewManager with a given rest config.
 func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
-	metricsOpts := metricsserver.Options{BindAddress: o.Metrics.BindAddress, SecureServing: o.Metrics.Secure, CertDir: o.Metrics.CertDir}
+	metricsOpts := metricsserver.Options{BindAddress: o.Metrics.BindAddress, SecureServing: o.Metrics.Secure, CertDir: o.Metrics.CertDir,
+		TLSOpts: serving.TLSOptions(o.EnableHTTP2)}
 	if o.Metrics.Secure {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.FilterProvider = serving.WithAuthenticationAndAuthorization
 	}
 	if o.Webhook.CertMode != CertModeFiles && o.Webhook.CertMode != CertModeSelfManaged {
 		return nil, fmt.Errorf("--webhook-cert-mode %q: must be %s or %s", o.Webhook.CertMode, CertModeFiles, CertModeSelfManaged)
 	}
-	var server crwebhook.Server = crwebhook.NewServer(crwebhook.Options{
-		Host:    o.Webhook.Host,
-		Port:    o.Webhook.Port,
-		CertDir: o.Webhook.CertDir,
+	var server crwebhook.Server = serving.NewWebhookServer(serving.WebhookOptions{
+		Host:        o.Webhook.Host,
+		Port:        o.Webhook.Port,
+		CertDir:     o.Webhook.CertDir,
+		EnableHTTP2: o.EnableHTTP2,
+		MaxInFlight: o.Webhook.MaxInFlight,
 	})
 	var certsReady chan struct{}
 	if o.Webhook.CertMode == CertModeSelfManaged {
