@@ -56,7 +56,10 @@ type ServerOptions struct {
 	}
 	// EnableHTTP2 lets the webhook and metrics servers negotiate HTTP/2 (off: HTTP/1.1 only).
 	EnableHTTP2 bool
-	Metrics     struct {
+	// Namespaces limits the guard to ECK operators in these namespaces (cache, controller,
+	// webhook lookups); empty means every namespace.
+	Namespaces []string
+	Metrics    struct {
 		BindAddress string
 		Secure      bool
 		CertDir     string
@@ -95,6 +98,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 
 	fs.IntVar(&o.Webhook.MaxInFlight, "webhook-max-in-flight", serving.DefaultMaxInFlight, "admissions served at once; one more is answered 429 at once (the API server applies failurePolicy) instead of waiting past timeoutSeconds; negative: no bound")
 	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "let the webhook and metrics servers negotiate HTTP/2; off, they speak HTTP/1.1 only (HTTP/2 rapid reset, CVE-2023-44487)")
+	fs.StringSliceVar(&o.Namespaces, "namespaces", nil, "secure ECK operators in these namespaces only: the cache holds their namespaced objects only, and the guard needs Roles there only (chart: watchNamespaces); empty means every namespace")
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
 	fs.BoolVar(&o.Metrics.Secure, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
 	fs.StringVar(&o.Metrics.CertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty means a self-signed certificate")
@@ -181,13 +185,21 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		certsReady = make(chan struct{})
 		server = &startWhenReady{Server: server, ready: certsReady}
 	}
+	var namespaces map[string]cache.Config
+	for _, ns := range o.Namespaces {
+		if namespaces == nil {
+			namespaces = map[string]cache.Config{}
+		}
+		namespaces[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 Scheme(),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: o.Health.BindAddress,
 		WebhookServer:          server,
 		Cache: cache.Options{
-			DefaultTransform: cluster.Transform,
+			DefaultTransform:  cluster.Transform,
+			DefaultNamespaces: namespaces,
 			// The one auth-delegator binding: RBAC lets the guard list and watch it by name only.
 			ByObject: map[client.Object]cache.ByObject{
 				&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
@@ -211,7 +223,10 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	if !policies {
 		mgr.GetLogger().Info("the MetricsSecurityPolicy CRD is not installed: policies are off, annotations alone opt in", "crd", "metricssecuritypolicies."+v1alpha1.GroupVersion.Group)
 	}
-	lookup := cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies, Selectors: &policy.Selectors{}}
+	var lookup cluster.Lookup = cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies, Selectors: &policy.Selectors{}}
+	if len(o.Namespaces) > 0 {
+		lookup = cluster.Scoped{Lookup: lookup, Namespaces: o.Namespaces}
+	}
 	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
 

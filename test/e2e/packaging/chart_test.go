@@ -15,6 +15,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // testCABundle is a caBundle for the variants without cert-manager. The API server does not
@@ -146,6 +147,57 @@ func chartVariants() []chartVariant {
 			for _, wh := range webhooksOf(t, in.rendered) {
 				if !bytes.Equal(wh.ClientConfig.CABundle, want) {
 					t.Errorf("webhook %s: caBundle %q", wh.Name, wh.ClientConfig.CABundle)
+				}
+			}
+		}},
+		{"namespace-scoped (watchNamespaces)", []string{"--set-json", `watchNamespaces=["team-a","team-b"]`}, func(t *testing.T, in install) {
+			if !in.hasArg("--namespaces=team-a,team-b") {
+				t.Errorf("args %v, want --namespaces=team-a,team-b", in.Container.Args)
+			}
+			namespaced := []string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors"}
+			for _, r := range into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "eck-metrics-guard")).Rules {
+				for _, res := range r.Resources {
+					if slices.Contains(namespaced, res) {
+						t.Errorf("the ClusterRole still grants %v on %s cluster-wide", r.Verbs, res)
+					}
+				}
+			}
+			for _, ns := range []string{"team-a", "team-b"} {
+				var role *rbacv1.Role
+				for _, o := range in.ofKind("Role") {
+					if o.GetName() == "eck-metrics-guard-watched" && o.GetNamespace() == ns {
+						role = into[rbacv1.Role](t, o)
+					}
+				}
+				if role == nil {
+					t.Fatalf("no Role eck-metrics-guard-watched in %s", ns)
+				}
+				var got []string
+				for _, r := range role.Rules {
+					got = append(got, r.Resources...)
+				}
+				slices.Sort(got)
+				want := slices.Clone(namespaced)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("Role in %s covers %v, want %v", ns, got, want)
+				}
+				found := false
+				for _, o := range in.ofKind("RoleBinding") {
+					rb := into[rbacv1.RoleBinding](t, o)
+					if o.GetNamespace() == ns && rb.RoleRef.Name == "eck-metrics-guard-watched" && len(rb.Subjects) == 1 && rb.Subjects[0].Name == in.Deployment.Spec.Template.Spec.ServiceAccountName {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no RoleBinding of the guard to its Role in %s", ns)
+				}
+			}
+			for _, wh := range webhooksOf(t, in.rendered) {
+				if !slices.ContainsFunc(wh.NamespaceSelector.MatchExpressions, func(e metav1.LabelSelectorRequirement) bool {
+					return e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpIn && slices.Equal(e.Values, []string{"team-a", "team-b"})
+				}) {
+					t.Errorf("webhook %s: namespaceSelector %+v does not limit it to the watched namespaces", wh.Name, wh.NamespaceSelector)
 				}
 			}
 		}},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -34,8 +35,10 @@ type grant struct {
 
 // allowList is every permission the guard needs, as README.md's "Permissions, and why" lists
 // them, for a release named release in namespace ns. Anything else a SubjectAccessReview
-// allows fails TestRBACAllowList; anything here it denies fails it too.
-func allowList(release, ns string, selfManaged bool) []grant {
+// allows fails TestRBACAllowList; anything here it denies fails it too. With watched (the
+// chart's watchNamespaces, one namespace here), the rules on namespaced objects hold in that
+// namespace only.
+func allowList(release, ns string, selfManaged bool, watched string) []grant {
 	read := []string{"get", "list", "watch"}
 	binding := release + ":auth-delegator"
 	g := []grant{
@@ -58,6 +61,13 @@ func allowList(release, ns string, selfManaged bool) []grant {
 		{"coordination.k8s.io", "leases", []string{"create"}, ns, nil},
 		{"coordination.k8s.io", "leases", []string{"get", "update", "patch"}, ns, []string{"eck-metrics-guard.metrics-guard.eck.dev"}},
 		{"", "events", []string{"create", "patch"}, ns, nil},
+	}
+	if watched != "" {
+		for i := range g {
+			if slices.Contains([]string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors"}, g[i].resource) && g[i].namespace == "" {
+				g[i].namespace = watched
+			}
+		}
 	}
 	if selfManaged {
 		g = append(g,
@@ -114,8 +124,9 @@ var otherNames = []string{"someone-elses", "system:basic-user", "cluster-admin",
 
 var probeVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "bind", "escalate", "impersonate"}
 
-// TestRBACAllowList installs the chart's RBAC (with cert-manager, and with the self-managed
-// certificate, as two releases with their own names and namespaces) into a real API server,
+// TestRBACAllowList installs the chart's RBAC (with cert-manager, with the self-managed
+// certificate, and namespace-scoped with watchNamespaces, as three releases with their own
+// names and namespaces) into a real API server,
 // walks every group, resource and name the rendered rules mention, and the resources an
 // attacker would want, with every verb, cluster-wide, in the guard's namespace, in kube-system
 // and in a tenant's namespace, and asks the API server with SubjectAccessReviews whether the
@@ -126,10 +137,13 @@ func TestRBACAllowList(t *testing.T) {
 	for _, tc := range []struct {
 		release, namespace string
 		selfManaged        bool
+		watched            string
 		args               []string
 	}{
-		{"sar-cm", "sar-cm", false, nil},
-		{"sar-sm", "sar-sm", true, []string{"--set", "certManager.enabled=false"}},
+		{"sar-cm", "sar-cm", false, "", nil},
+		{"sar-sm", "sar-sm", true, "", []string{"--set", "certManager.enabled=false"}},
+		// The namespace-scoped install: the tenant's namespace is the one watched.
+		{"sar-ns", "sar-ns", false, "sar-tenant-sar-ns", []string{"--set-json", `watchNamespaces=["sar-tenant-sar-ns"]`}},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
 			ctx := context.Background()
@@ -163,7 +177,7 @@ func TestRBACAllowList(t *testing.T) {
 				createOrFail(t, env, o)
 			}
 			// The allow-list uses the release's names; the guard's ServiceAccount is <release>-eck-metrics-guard.
-			allowed := allowList(fullname, tc.namespace, tc.selfManaged)
+			allowed := allowList(fullname, tc.namespace, tc.selfManaged, tc.watched)
 
 			probes := walk(rules, tc.namespace, "sar-tenant-"+tc.release)
 			start := time.Now()
@@ -197,7 +211,7 @@ func TestRBACAllowList(t *testing.T) {
 				}
 			}
 
-			dryRuns(t, env, tc.namespace, sa, tc.release)
+			dryRuns(t, env, tc.namespace, sa, tc.release, tc.watched != "")
 		})
 	}
 }
@@ -317,7 +331,7 @@ func createOrFail(t *testing.T, env *framework.Env, o *unstructured.Unstructured
 
 // dryRuns repeats issue 11's findings as the guard's ServiceAccount (impersonated), with
 // server-side dry runs: each must be forbidden. And what the guard does need is not.
-func dryRuns(t *testing.T, env *framework.Env, ns, sa, release string) {
+func dryRuns(t *testing.T, env *framework.Env, ns, sa, release string, namespaceScoped bool) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := rest.CopyConfig(env.Config)
@@ -378,6 +392,20 @@ func dryRuns(t *testing.T, env *framework.Env, ns, sa, release string) {
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 				Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "x", Namespace: "default"}}}, dry)
 		},
+	}
+	if namespaceScoped {
+		// Namespace-scoped, kube-system's workloads and ConfigMaps are out of reach too.
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "sar-config-" + release, Namespace: "kube-system"}}
+		if err := env.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(ctx, cm) })
+		forbidden["patch a kube-system ConfigMap"] = func() error {
+			return guard.Patch(ctx, cm.DeepCopy(), client.RawPatch("application/merge-patch+json", []byte(`{"data":{"x":"y"}}`)), dry)
+		}
+		forbidden["list kube-system StatefulSets"] = func() error {
+			return guard.List(ctx, &appsv1.StatefulSetList{}, client.InNamespace("kube-system"))
+		}
 	}
 	names := make([]string, 0, len(forbidden))
 	for n := range forbidden {
