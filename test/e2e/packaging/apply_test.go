@@ -38,6 +38,13 @@ func guardNamespace(t *testing.T, env *framework.Env) {
 	if err := env.Client.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	// The namespaces of the watchNamespaces variant: an install needs them to exist.
+	for _, name := range []string{"team-a", "team-b"} {
+		watched := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := env.Client.Create(context.Background(), watched); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
 }
 
 // serverApply applies a rendered install with kubectl, server-side, as a user would, and

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
@@ -337,6 +339,7 @@ func dryRuns(t *testing.T, env *framework.Env, ns, sa, release string, namespace
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	ctrllog.SetLogger(logr.Discard()) // the impersonating client's; nothing of this suite logs through it
 	guard, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
 	if err != nil {
 		t.Fatal(err)
