@@ -14,7 +14,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
@@ -156,4 +158,73 @@ func TestNoConfusedDeputy(t *testing.T) {
 	// The operator goes: its ServiceAccount leaves the binding.
 	env.MustKubectl(t, "--kubeconfig", kubeconfig, "-n", ns, "delete", "statefulset", o.Op.Name)
 	waitForSubject(t, ns, app, false)
+}
+
+// noOperators is a cluster.Lookup of a cluster without ECK operators.
+type noOperators struct{}
+
+func (noOperators) Namespace(context.Context, string) (cluster.Namespace, error) {
+	return cluster.Namespace{}, nil
+}
+func (noOperators) ConfigMap(context.Context, string, string) (*corev1.ConfigMap, error) {
+	return nil, nil
+}
+func (noOperators) Operators(context.Context, string) ([]cluster.Workload, error) { return nil, nil }
+
+// TestBindingKeptByTheGuard: the auth-delegator binding belongs to the guard. Its reconciler,
+// on a binding of its own name against the real API server (not the running guard's, which
+// would race the test): a subject added by hand is removed (written back with the
+// resourceVersion read), and a binding with another roleRef (which cannot be updated) is
+// deleted, with the uid and resourceVersion read as preconditions, and made again to
+// system:auth-delegator.
+func TestBindingKeptByTheGuard(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	name := "e2e-binding-kept"
+	r := &controller.BindingReconciler{Name: name, Client: env.Client, Lookup: noOperators{}}
+	intruder := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "intruder", Namespace: "default"}
+	get := func() *rbacv1.ClusterRoleBinding {
+		crb := &rbacv1.ClusterRoleBinding{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, crb); err != nil {
+			t.Fatal(err)
+		}
+		return crb
+	}
+	run := func() {
+		if _, err := r.Reconcile(ctx, reconcile.Request{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	})
+
+	run() // creates it, with no subject
+	crb := get()
+	if crb.RoleRef.Name != "system:auth-delegator" || len(crb.Subjects) != 0 {
+		t.Fatalf("created %+v %v", crb.RoleRef, crb.Subjects)
+	}
+	crb.Subjects = append(crb.Subjects, intruder)
+	if err := env.Client.Update(ctx, crb); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if got := get().Subjects; len(got) != 0 {
+		t.Errorf("after a reconcile the hand-added subject is still there: %v", got)
+	}
+
+	if err := env.Client.Delete(ctx, get()); err != nil {
+		t.Fatal(err)
+	}
+	view := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects: []rbacv1.Subject{intruder}}
+	if err := env.Client.Create(ctx, view); err != nil {
+		t.Fatal(err)
+	}
+	run() // deletes it
+	run() // makes it again
+	if crb := get(); crb.RoleRef.Name != "system:auth-delegator" || slices.Contains(crb.Subjects, intruder) || crb.UID == view.UID {
+		t.Errorf("the binding to view was not replaced: %+v %v", crb.RoleRef, crb.Subjects)
+	}
 }
