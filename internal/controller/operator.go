@@ -87,7 +87,8 @@ type OperatorReconciler struct {
 	// Kind is "StatefulSet" or "Deployment".
 	Kind   string
 	Client client.Client
-	// APIReader reads what is not cached: the one TLS Secret of an operator, by metadata.
+	// APIReader reads what is not cached: a fresh ConfigMap to patch, and the operator's
+	// cert-manager Certificate (its Ready condition; the guard reads no Secret).
 	APIReader client.Reader
 	Lookup    cluster.Lookup
 	Recorder  events.EventRecorder
