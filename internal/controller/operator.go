@@ -244,7 +244,9 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		if waiting {
 			status = fmt.Sprintf("waiting for certificate Secret %s; %s", plan.SecretName, notEntitled)
 		}
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)
+		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)
+		}
 	}
 	if err := r.healWorkload(ctx, sts, op, plan, status); err != nil {
 		return reconcile.Result{}, err
