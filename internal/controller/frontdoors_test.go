@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,15 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 			t.Fatalf("Reconcile %s %s/%s: %v", kind, w.obj.GetNamespace(), w.obj.GetName(), err)
 		}
 	}
+	// The controller keeps one auth-delegator binding for every operator (its RBAC may update
+	// that name only); inject, which needs no RBAC of the guard's, writes one per operator.
+	// They agree when every subject inject binds is in the controller's binding.
+	br := &BindingReconciler{Name: DefaultBindingName, Client: c, Lookup: cluster.CachedLookup{Reader: c}, Defaults: opts.Defaults}
+	if _, err := br.Reconcile(context.Background(), reconcile.Request{}); err != nil {
+		t.Fatalf("Reconcile the binding: %v", err)
+	}
+	shared := &rbacv1.ClusterRoleBinding{}
+	_ = c.Get(context.Background(), types.NamespacedName{Name: DefaultBindingName}, shared)
 
 	changed := 0
 	for i, d := range in {
@@ -148,6 +158,14 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 			t.Errorf("inject appended %s: not a companion the controller makes", d.head)
 			continue
 		}
+		if crb, ok := d.companion.(*rbacv1.ClusterRoleBinding); ok {
+			for _, sub := range crb.Subjects {
+				if !slices.Contains(shared.Subjects, sub) {
+					t.Errorf("inject binds %s/%s to %s; the controller's binding %s does not: %v", sub.Namespace, sub.Name, crb.RoleRef.Name, DefaultBindingName, shared.Subjects)
+				}
+			}
+			continue
+		}
 		got := d.companion.DeepCopyObject().(client.Object)
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(d.companion), got); err != nil {
 			t.Errorf("inject adds %s %s/%s; the controller did not create it: %v", d.head.Kind, d.companion.GetNamespace(), d.companion.GetName(), err)
@@ -161,6 +179,14 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	for _, b := range bindings.Items {
+		if b.Name == DefaultBindingName {
+			for _, sub := range b.Subjects {
+				if !bindsInOutput(out, sub) && !delegatesAuth(in, []rbacv1.Subject{sub}) {
+					t.Errorf("the controller binds %s/%s, which inject does not, in a stream that does not delegate authentication", sub.Namespace, sub.Name)
+				}
+			}
+			continue
+		}
 		if !hasDoc(out, "ClusterRoleBinding", b.Name) && !delegatesAuth(in, b.Subjects) {
 			t.Errorf("the controller created ClusterRoleBinding %s, which inject does not add, in a stream that does not delegate authentication", b.Name)
 		}
@@ -325,4 +351,14 @@ func split(t *testing.T, stream []byte) []*typedDoc {
 		docs = append(docs, d)
 	}
 	return docs
+}
+
+// bindsInOutput reports whether one of inject's companion bindings has the subject.
+func bindsInOutput(out []*typedDoc, sub rbacv1.Subject) bool {
+	for _, d := range out {
+		if crb, ok := d.companion.(*rbacv1.ClusterRoleBinding); ok && slices.Contains(crb.Subjects, sub) {
+			return true
+		}
+	}
+	return false
 }

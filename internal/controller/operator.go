@@ -14,7 +14,6 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,7 +90,8 @@ type OperatorReconciler struct {
 	// Kind is "StatefulSet" or "Deployment".
 	Kind   string
 	Client client.Client
-	// APIReader reads what is not cached: the one TLS Secret of an operator, by metadata.
+	// APIReader reads what is not cached: a fresh ConfigMap to patch, and the operator's
+	// cert-manager Certificate (its Ready condition; the guard reads no Secret).
 	APIReader client.Reader
 	Lookup    cluster.Lookup
 	Recorder  events.EventRecorder
@@ -118,10 +118,7 @@ func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		certificates.SetGroupVersionKind(certificateGVK)
 		b = b.Watches(certificates, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), r.newObject(), handler.OnlyControllerOwner()))
 	}
-	// Its auth-delegator bindings are cluster-scoped, so not owned: a deleted one is noticed
-	// through their labels (metadata only).
-	b = b.Watches(bindingMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorOfBinding),
-		builder.WithPredicates(predicate.NewPredicateFuncs(madeByGuard)))
+	// The auth-delegator binding is the BindingReconciler's (binding.go).
 	if PoliciesServed(mgr.GetRESTMapper()) {
 		// A policy that starts covering a namespace, or changes its mode or defaults, brings
 		// every operator back; its status updates (no new generation) do not.
@@ -135,33 +132,6 @@ func namespaceMetadata() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return ns
-}
-
-func bindingMetadata() *metav1.PartialObjectMetadata {
-	b := &metav1.PartialObjectMetadata{}
-	b.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding"))
-	return b
-}
-
-func madeByGuard(o client.Object) bool {
-	return o.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue
-}
-
-// operatorOfBinding maps an auth-delegator binding to its operator, if it is of this
-// reconciler's Kind (the other one would take the operator for deleted, and the binding
-// with it).
-func (r *OperatorReconciler) operatorOfBinding(ctx context.Context, obj client.Object) []reconcile.Request {
-	ns, name := obj.GetLabels()[keys.LabelOperatorNamespace], obj.GetLabels()[keys.LabelOperator]
-	workloads, err := r.Lookup.Operators(ctx, ns)
-	if err != nil || ns == "" {
-		return nil
-	}
-	for _, w := range workloads {
-		if w.Operator.Kind == r.Kind && w.Operator.Name == name {
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
-		}
-	}
-	return nil
 }
 
 // PoliciesServed reports whether the MetricsSecurityPolicy CRD is installed.
@@ -205,10 +175,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	log := logf.FromContext(ctx)
 	sts := r.newObject()
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
-		if apierrors.IsNotFound(err) {
-			return reconcile.Result{}, r.deleteBindings(ctx, req.Namespace, req.Name)
-		}
-		return reconcile.Result{}, err
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	op, tmpl, ok := eck.FromObject(sts)
 	if !ok || !sts.GetDeletionTimestamp().IsZero() {
@@ -256,27 +223,30 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			return reconcile.Result{}, err
 		}
 	}
-	service, err := r.ensureService(ctx, sts, op, plan)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if err := r.apply(ctx, sts, mutate.AuthDelegatorBinding(op), false); err != nil {
-		return reconcile.Result{}, err
-	}
-	if cert := mutate.Certificate(op, plan, service.Name, opts.Certificate); cert != nil {
-		if err := r.applyIfServed(ctx, sts, cert, certificateGVK); err != nil {
+	// The companions only with an opt-in of someone allowed to make it (no confused deputy:
+	// docs/design/20261201-confused-deputy.md); the auth-delegator binding's subjects follow
+	// the same rule (BindingReconciler).
+	entitled, notEntitled := policy.Entitled(in)
+	if entitled {
+		service, err := r.ensureService(ctx, sts, op, plan)
+		if err != nil {
 			return reconcile.Result{}, err
 		}
-	}
-	if opts.ServiceMonitor {
-		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-			monitored, err := r.monitored(ctx, service)
-			if err != nil {
+		if cert := mutate.Certificate(op, plan, service.Name, opts.Certificate); cert != nil {
+			if err := r.applyIfServed(ctx, sts, cert, certificateGVK); err != nil {
 				return reconcile.Result{}, err
 			}
-			if !monitored {
-				if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+		}
+		if opts.ServiceMonitor {
+			if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
+				monitored, err := r.monitored(ctx, service)
+				if err != nil {
 					return reconcile.Result{}, err
+				}
+				if !monitored {
+					if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+						return reconcile.Result{}, err
+					}
 				}
 			}
 		}
@@ -284,7 +254,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 
 	// The pod template last: the Secret volume is not optional, so the pod waits for the
 	// Secret, and ECK reads the certificate only when it starts.
-	waiting, err := r.secretMissing(ctx, sts.GetNamespace(), plan.SecretName)
+	waiting, err := r.certificateMissing(ctx, sts.GetNamespace(), plan, entitled)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -294,14 +264,25 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	switch {
 	case !res.Verdict.Secured():
 		status = "not secured: " + res.Verdict.String()
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotSecured", "Reconcile", "%s", res.Verdict)
+		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotSecured", "Reconcile", "%s", res.Verdict)
+		}
 	case waiting:
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
+	}
+	if !entitled && res.Verdict.Secured() {
+		status = "operator secured; " + notEntitled
+		if waiting {
+			status = fmt.Sprintf("waiting for certificate Secret %s; %s", plan.SecretName, notEntitled)
+		}
+		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)
+		}
 	}
 	if err := r.healWorkload(ctx, sts, res, status); err != nil {
 		return reconcile.Result{}, err
 	}
-	if waiting {
+	if waiting && entitled {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "WaitingForCertificate", "Reconcile", "the pod starts once Secret %s exists", plan.SecretName)
 		operators.WithLabelValues(stateWaiting).Inc()
 		return reconcile.Result{RequeueAfter: waitForSecret}, nil
@@ -458,6 +439,11 @@ func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts client.Objec
 	return r.apply(ctx, sts, obj, true)
 }
 
+// madeByGuard reports whether the guard created obj.
+func madeByGuard(obj client.Object) bool {
+	return obj.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue
+}
+
 // monitored reports whether a ServiceMonitor not made by the guard already selects svc
 // (ECK's chart in its secure mode makes one): the guard adds none beside it, which would
 // scrape the operator twice, as inject adds none. False when ServiceMonitors are not served.
@@ -490,17 +476,34 @@ func (r *OperatorReconciler) monitored(ctx context.Context, svc *corev1.Service)
 	return false, nil
 }
 
-func (r *OperatorReconciler) secretMissing(ctx context.Context, namespace, name string) (bool, error) {
-	if name == "" {
+// certificateMissing reports whether the pod would wait for the certificate Secret. The guard
+// reads no Secret (its RBAC has no Secret rule outside its own namespace): with an issuer, the
+// Secret is there once cert-manager's Certificate is Ready; a Secret the operator brings
+// (tls-secret, or a tls-certificate volume of its own) is not checked, the kubelet reports a
+// missing one (FailedMount) and the pod waits for it.
+func (r *OperatorReconciler) certificateMissing(ctx context.Context, namespace string, plan *policy.Plan, entitled bool) (bool, error) {
+	if plan.SecretName == "" || plan.Issuer == nil {
 		return false, nil
 	}
-	secret := &metav1.PartialObjectMetadata{}
-	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
+	if !entitled {
+		return true, nil // no Certificate is requested
+	}
+	cert := &unstructured.Unstructured{}
+	cert.SetGroupVersionKind(certificateGVK)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: plan.ServiceName}, cert)
+	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return true, nil
 	}
-	return false, err
+	if err != nil {
+		return false, err
+	}
+	conditions, _, _ := unstructured.NestedSlice(cert.Object, "status", "conditions")
+	for _, c := range conditions {
+		if c, ok := c.(map[string]any); ok && c["type"] == "Ready" {
+			return c["status"] != "True", nil
+		}
+	}
+	return true, nil
 }
 
 // patch sends the JSON patch that turns before into after, if any.
@@ -516,15 +519,6 @@ func (r *OperatorReconciler) patch(ctx context.Context, before, after client.Obj
 		return err
 	}
 	return r.Client.Patch(ctx, after, client.RawPatch(types.JSONPatchType, body), client.FieldOwner(FieldManager))
-}
-
-// deleteBindings removes the cluster-scoped bindings of an operator that is gone (the
-// namespaced companions go with it through their owner reference).
-func (r *OperatorReconciler) deleteBindings(ctx context.Context, namespace, name string) error {
-	err := r.Client.DeleteAllOf(ctx, &rbacv1.ClusterRoleBinding{}, client.MatchingLabels{
-		keys.LabelManagedBy: keys.ManagedByValue, keys.LabelOperator: name, keys.LabelOperatorNamespace: namespace,
-	})
-	return client.IgnoreNotFound(err)
 }
 
 func (r *OperatorReconciler) newObject() client.Object {

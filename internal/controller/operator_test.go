@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -231,19 +232,43 @@ func (f *fixture) checkCompanions(t *testing.T) *corev1.Service {
 		svc.Spec.Selector["control-plane"] != "elastic-operator" {
 		t.Errorf("metrics Service spec = %+v", svc.Spec)
 	}
-	crb := f.get(t, &rbacv1.ClusterRoleBinding{}, "", "eck-metrics-guard:elastic-system:elastic-operator").(*rbacv1.ClusterRoleBinding)
+	if !ownedBy(svc, FieldManager) {
+		t.Errorf("Service %s is not applied by field manager %s: %+v", svc.Name, FieldManager, svc.GetManagedFields())
+	}
+	// The operator's ServiceAccount in the one auth-delegator binding (BindingReconciler).
+	crb := f.binding(t)
 	if crb.RoleRef.Name != mutate.AuthDelegatorRole || len(crb.Subjects) != 1 || crb.Subjects[0].Name != "elastic-operator" || crb.Subjects[0].Namespace != ns {
 		t.Errorf("auth-delegator binding = %+v %+v", crb.RoleRef, crb.Subjects)
 	}
-	if crb.Labels[meta.LabelOperator] != "elastic-operator" || crb.Labels[meta.LabelOperatorNamespace] != ns || crb.Labels[meta.LabelManagedBy] != meta.ManagedByValue {
+	if crb.Labels[meta.LabelManagedBy] != meta.ManagedByValue {
 		t.Errorf("auth-delegator binding labels = %v", crb.Labels)
 	}
-	for _, obj := range []client.Object{svc, crb} {
-		if !ownedBy(obj, FieldManager) {
-			t.Errorf("%T %s is not applied by field manager %s: %+v", obj, obj.GetName(), FieldManager, obj.GetManagedFields())
-		}
-	}
 	return svc
+}
+
+// binding runs the BindingReconciler and returns the one auth-delegator binding.
+func (f *fixture) binding(t *testing.T) *rbacv1.ClusterRoleBinding {
+	t.Helper()
+	br := &BindingReconciler{Name: DefaultBindingName, Client: f.c, Lookup: cluster.CachedLookup{Reader: f.c}, Defaults: f.r.Options.Defaults}
+	if _, err := br.Reconcile(context.Background(), reconcile.Request{}); err != nil {
+		t.Fatalf("Reconcile the binding: %v", err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{}
+	if err := f.c.Get(context.Background(), types.NamespacedName{Name: DefaultBindingName}, crb); client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	return crb
+}
+
+// certificateReady marks the Certificate Ready, as cert-manager does once its Secret is written.
+func (f *fixture) certificateReady(t *testing.T, name string) {
+	t.Helper()
+	cert := &cmv1.Certificate{}
+	f.get(t, cert, ns, name)
+	cert.Status.Conditions = []cmv1.CertificateCondition{{Type: cmv1.CertificateConditionReady, Status: cmmeta.ConditionTrue}}
+	if err := f.c.Update(context.Background(), cert); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ownedBy(obj client.Object, manager string) bool {
@@ -300,35 +325,36 @@ func TestReconcileSecuresOptedInOperator(t *testing.T) {
 	}
 }
 
-// TestReconcileWaitsForTheSecret: without the TLS Secret the operator is secured all the same
-// (the pod waits for the Secret), but the status says what it waits for and the controller
-// looks again; once the Secret exists, it is "secured".
+// TestReconcileWaitsForTheSecret: with an issuer, the operator is secured all the same (the
+// pod waits for the Secret), but until cert-manager's Certificate is Ready (its Secret
+// written) the status says what it waits for and the controller looks again; then it is
+// "secured". The guard reads no Secret: the Certificate's condition tells.
 func TestReconcileWaitsForTheSecret(t *testing.T) {
-	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config())
+	issuer := map[string]string{meta.AnnotationIssuer: "corp-ca"}
+	f := newFixture(t, true, Options{Certificate: mutate.DefaultCertificateOptions}, namespace(optedIn), operator(issuer), config())
 	res := f.reconcile(t, "elastic-operator")
 	if res.RequeueAfter != waitForSecret {
 		t.Errorf("RequeueAfter = %s, want %s", res.RequeueAfter, waitForSecret)
 	}
-	if got, want := status(f.statefulSet(t)), "waiting for certificate Secret metrics-tls"; got != want {
+	secret := "elastic-operator-metrics-guard-tls"
+	if got, want := status(f.statefulSet(t)), "waiting for certificate Secret "+secret; got != want {
 		t.Errorf("status %q, want %q", got, want)
 	}
-	f.checkEndState(t, "metrics-tls")
+	f.checkEndState(t, secret)
 	f.checkCompanions(t)
 	if ev := f.events(); !hasEvent(ev, "WaitingForCertificate") || hasEvent(ev, "Secured") {
 		t.Errorf("events %q, want WaitingForCertificate and no Secured", ev)
 	}
 
-	if err := f.c.Create(context.Background(), tlsSecret("metrics-tls")); err != nil {
-		t.Fatal(err)
-	}
+	f.certificateReady(t, "elastic-operator-metrics-guard")
 	if res := f.reconcile(t, "elastic-operator"); res.RequeueAfter != 0 {
-		t.Errorf("requeued after %s with the Secret there", res.RequeueAfter)
+		t.Errorf("requeued after %s with the Certificate Ready", res.RequeueAfter)
 	}
 	if got := status(f.statefulSet(t)); got != statusSecured {
-		t.Errorf("status %q once the Secret exists, want %q", got, statusSecured)
+		t.Errorf("status %q once the Certificate is Ready, want %q", got, statusSecured)
 	}
 	if ev := f.events(); !hasEvent(ev, "Secured") {
-		t.Errorf("no Secured event once the Secret exists: %q", ev)
+		t.Errorf("no Secured event once the Certificate is Ready: %q", ev)
 	}
 }
 
@@ -454,19 +480,15 @@ func TestReconcileNotGuarded(t *testing.T) {
 func TestReconcileDeletedOperator(t *testing.T) {
 	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
 	f.reconcile(t, "elastic-operator")
-	other := mutate.AuthDelegatorBinding(&eck.Operator{Namespace: "other", Name: "elastic-operator", ServiceAccount: "elastic-operator"})
-	if err := f.c.Create(context.Background(), other); err != nil {
-		t.Fatal(err)
+	if crb := f.binding(t); len(crb.Subjects) != 1 {
+		t.Fatalf("subjects %v, want the operator's ServiceAccount", crb.Subjects)
 	}
 	if err := f.c.Delete(context.Background(), f.statefulSet(t)); err != nil {
 		t.Fatal(err)
 	}
 	f.reconcile(t, "elastic-operator")
-	if f.exists(t, &rbacv1.ClusterRoleBinding{}, "", "eck-metrics-guard:elastic-system:elastic-operator") {
-		t.Error("the binding of a deleted operator is still there")
-	}
-	if !f.exists(t, &rbacv1.ClusterRoleBinding{}, "", other.Name) {
-		t.Error("the binding of another operator was deleted")
+	if crb := f.binding(t); len(crb.Subjects) != 0 {
+		t.Errorf("the ServiceAccount of a deleted operator is still bound: %v", crb.Subjects)
 	}
 }
 

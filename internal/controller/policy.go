@@ -43,6 +43,16 @@ const ConditionReady = "Ready"
 type PolicyReconciler struct {
 	Client client.Client
 	Lookup cluster.Lookup
+	// BindingName is the auth-delegator binding (BindingReconciler); empty means
+	// DefaultBindingName.
+	BindingName string
+}
+
+func (r *PolicyReconciler) bindingName() string {
+	if r.BindingName == "" {
+		return DefaultBindingName
+	}
+	return r.BindingName
 }
 
 // SetupWithManager registers the controller: policies are its primary objects. What a
@@ -60,9 +70,10 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Which policy governs an operator depends on every policy that selects it.
 		Watches(&v1alpha1.MetricsSecurityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(bindingMetadata(), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return r.policiesSelectingNamespace(ctx, o.GetLabels()[keys.LabelOperatorNamespace])
-		}), builder.WithPredicates(predicate.NewPredicateFuncs(madeByGuard))).
+		// The one auth-delegator binding (the cache holds no other): its subjects are in
+		// every policy's status.
+		Watches(&rbacv1.ClusterRoleBinding{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == r.bindingName() }))).
 		Watches(&appsv1.StatefulSet{}, selecting, workloads).
 		Watches(&appsv1.Deployment{}, selecting, workloads).
 		Watches(&corev1.ConfigMap{}, selecting, builder.WithPredicates(eitherVersion(func(o client.Object) bool {
@@ -238,13 +249,15 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 		}
 		if len(findings) == 0 {
 			// Without it ECK answers every scraper 500: it cannot check their tokens.
-			binding := &metav1.PartialObjectMetadata{}
-			binding.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding"))
-			name := mutate.AuthDelegatorBindingName(w.Operator)
-			if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, binding); apierrors.IsNotFound(err) {
-				findings = append(findings, fmt.Sprintf("no ClusterRoleBinding %s of the operator's ServiceAccount to system:auth-delegator", name))
-			} else if err != nil {
+			binding := &rbacv1.ClusterRoleBinding{}
+			name := r.bindingName()
+			err := r.Client.Get(ctx, types.NamespacedName{Name: name}, binding)
+			if err != nil && !apierrors.IsNotFound(err) {
 				return nil, err
+			}
+			want := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: w.Operator.ServiceAccount, Namespace: namespace}
+			if !slices.Contains(binding.Subjects, want) || binding.RoleRef.Name != mutate.AuthDelegatorRole {
+				findings = append(findings, fmt.Sprintf("ServiceAccount %s/%s is not a subject of the ClusterRoleBinding %s to system:auth-delegator", namespace, w.Operator.ServiceAccount, name))
 			}
 		}
 		if len(findings) > 0 {

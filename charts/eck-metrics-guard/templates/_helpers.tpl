@@ -54,6 +54,11 @@ app.kubernetes.io/component: webhook
 {{- include "eck-metrics-guard.fullname" . }}-metrics
 {{- end }}
 
+{{/* The one ClusterRoleBinding to system:auth-delegator the controller keeps. */}}
+{{- define "eck-metrics-guard.authDelegatorBinding" -}}
+{{- include "eck-metrics-guard.fullname" . }}:auth-delegator
+{{- end }}
+
 {{/* The Secret with the serving certificate, and the Certificate that writes it. */}}
 {{- define "eck-metrics-guard.certSecretName" -}}
 {{- default (printf "%s-webhook-tls" (include "eck-metrics-guard.fullname" .)) .Values.webhook.secretName }}

@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -21,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -31,6 +32,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/serving"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
 )
 
@@ -49,8 +51,15 @@ type ServerOptions struct {
 		Service       string
 		Configuration string
 		ExtraDNSNames []string
+		// MaxInFlight bounds the admissions served at once (serving.WebhookOptions).
+		MaxInFlight int
 	}
-	Metrics struct {
+	// EnableHTTP2 lets the webhook and metrics servers negotiate HTTP/2 (off: HTTP/1.1 only).
+	EnableHTTP2 bool
+	// Namespaces limits the guard to ECK operators in these namespaces (cache, controller,
+	// webhook lookups); empty means every namespace.
+	Namespaces []string
+	Metrics    struct {
 		BindAddress string
 		Secure      bool
 		CertDir     string
@@ -65,6 +74,9 @@ type ServerOptions struct {
 		ServiceMonitor         bool
 		CertificateDuration    time.Duration
 		CertificateRenewBefore time.Duration
+		// BindingName is the one ClusterRoleBinding to system:auth-delegator the controller
+		// keeps (its RBAC may update that name only).
+		BindingName string
 	}
 	Defaults policy.Defaults
 	Log      zap.Options
@@ -84,6 +96,9 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Webhook.Configuration, "webhook-configuration", "eck-metrics-guard", "MutatingWebhookConfiguration whose caBundle the self-managed mode keeps")
 	fs.StringSliceVar(&o.Webhook.ExtraDNSNames, "webhook-extra-dns-names", nil, "more DNS names for the self-managed certificate")
 
+	fs.IntVar(&o.Webhook.MaxInFlight, "webhook-max-in-flight", serving.DefaultMaxInFlight, "admissions served at once; one more is answered 429 at once (the API server applies failurePolicy) instead of waiting past timeoutSeconds; negative: no bound")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "let the webhook and metrics servers negotiate HTTP/2; off, they speak HTTP/1.1 only (HTTP/2 rapid reset, CVE-2023-44487)")
+	fs.StringSliceVar(&o.Namespaces, "namespaces", nil, "secure ECK operators in these namespaces only: the cache holds their namespaced objects only, and the guard needs Roles there only (chart: watchNamespaces); empty means every namespace")
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
 	fs.BoolVar(&o.Metrics.Secure, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
 	fs.StringVar(&o.Metrics.CertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty means a self-signed certificate")
@@ -94,6 +109,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Controller.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
 	fs.StringVar(&o.Controller.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
 	fs.BoolVar(&o.Controller.ServiceMonitor, "service-monitor", true, "create a ServiceMonitor for each guarded operator when the Prometheus Operator's CRDs are installed")
+	fs.StringVar(&o.Controller.BindingName, "auth-delegator-binding", controller.DefaultBindingName, "the one ClusterRoleBinding to system:auth-delegator whose subjects are the guarded operators' ServiceAccounts (the guard's RBAC may update and delete this name only)")
 	fs.DurationVar(&o.Controller.CertificateDuration, "cert-duration", mutate.DefaultCertificateOptions.Duration, "lifetime of the Certificates the controller requests")
 	fs.DurationVar(&o.Controller.CertificateRenewBefore, "cert-renew-before", mutate.DefaultCertificateOptions.RenewBefore, "how long before expiry cert-manager renews them")
 
@@ -149,29 +165,46 @@ func NewManager(o *ServerOptions) (ctrl.Manager, error) {
 
 // NewManagerFor is NewManager with a given rest config.
 func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
-	metricsOpts := metricsserver.Options{BindAddress: o.Metrics.BindAddress, SecureServing: o.Metrics.Secure, CertDir: o.Metrics.CertDir}
+	metricsOpts := metricsserver.Options{BindAddress: o.Metrics.BindAddress, SecureServing: o.Metrics.Secure, CertDir: o.Metrics.CertDir,
+		TLSOpts: serving.TLSOptions(o.EnableHTTP2)}
 	if o.Metrics.Secure {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.FilterProvider = serving.WithAuthenticationAndAuthorization
 	}
 	if o.Webhook.CertMode != CertModeFiles && o.Webhook.CertMode != CertModeSelfManaged {
 		return nil, fmt.Errorf("--webhook-cert-mode %q: must be %s or %s", o.Webhook.CertMode, CertModeFiles, CertModeSelfManaged)
 	}
-	var server crwebhook.Server = crwebhook.NewServer(crwebhook.Options{
-		Host:    o.Webhook.Host,
-		Port:    o.Webhook.Port,
-		CertDir: o.Webhook.CertDir,
+	var server crwebhook.Server = serving.NewWebhookServer(serving.WebhookOptions{
+		Host:        o.Webhook.Host,
+		Port:        o.Webhook.Port,
+		CertDir:     o.Webhook.CertDir,
+		EnableHTTP2: o.EnableHTTP2,
+		MaxInFlight: o.Webhook.MaxInFlight,
 	})
 	var certsReady chan struct{}
 	if o.Webhook.CertMode == CertModeSelfManaged {
 		certsReady = make(chan struct{})
 		server = &startWhenReady{Server: server, ready: certsReady}
 	}
+	var namespaces map[string]cache.Config
+	for _, ns := range o.Namespaces {
+		if namespaces == nil {
+			namespaces = map[string]cache.Config{}
+		}
+		namespaces[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
-		Metrics:                 metricsOpts,
-		HealthProbeBindAddress:  o.Health.BindAddress,
-		WebhookServer:           server,
-		Cache:                   cache.Options{DefaultTransform: cluster.Transform},
+		Scheme:                 Scheme(),
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: o.Health.BindAddress,
+		WebhookServer:          server,
+		Cache: cache.Options{
+			DefaultTransform:  cluster.Transform,
+			DefaultNamespaces: namespaces,
+			// The one auth-delegator binding: RBAC lets the guard list and watch it by name only.
+			ByObject: map[client.Object]cache.ByObject{
+				&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
+			},
+		},
 		LeaderElection:          o.Controller.LeaderElect,
 		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
 		LeaderElectionNamespace: o.Controller.LeaderElectionNS,
@@ -190,7 +223,10 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	if !policies {
 		mgr.GetLogger().Info("the MetricsSecurityPolicy CRD is not installed: policies are off, annotations alone opt in", "crd", "metricssecuritypolicies."+v1alpha1.GroupVersion.Group)
 	}
-	lookup := cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies, Selectors: &policy.Selectors{}}
+	var lookup cluster.Lookup = cluster.CachedLookup{Reader: mgr.GetCache(), Policies: policies, Selectors: &policy.Selectors{}}
+	if len(o.Namespaces) > 0 {
+		lookup = cluster.Scoped{Lookup: lookup, Namespaces: o.Namespaces}
+	}
 	handler := &webhook.Handler{Lookup: lookup, Defaults: o.Defaults}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: handler, RecoverPanic: ptrTo(true)})
 
@@ -225,8 +261,14 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("failed to set up the controller: %w", err)
 		}
 	}
+	if o.Controller.Enabled {
+		r := &controller.BindingReconciler{Name: bindingName(o), Client: mgr.GetClient(), Lookup: lookup, Defaults: o.Defaults, Policies: policies}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("failed to set up the binding controller: %w", err)
+		}
+	}
 	if o.Controller.Enabled && policies {
-		r := &controller.PolicyReconciler{Client: mgr.GetClient(), Lookup: lookup}
+		r := &controller.PolicyReconciler{Client: mgr.GetClient(), Lookup: lookup, BindingName: bindingName(o)}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("failed to set up the policy controller: %w", err)
 		}
@@ -246,6 +288,13 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+func bindingName(o *ServerOptions) string {
+	if o.Controller.BindingName == "" {
+		return controller.DefaultBindingName
+	}
+	return o.Controller.BindingName
 }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {

@@ -15,7 +15,6 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -96,10 +94,7 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	if findings := compliance.Service(o.Op, 8081, services.Items); len(findings) > 0 {
 		t.Errorf("metrics Service: %v", findings)
 	}
-	crb := &rbacv1.ClusterRoleBinding{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: mutate.AuthDelegatorBindingName(o.Op)}, crb); err != nil {
-		t.Fatalf("no auth-delegator binding: %v", err)
-	}
+	waitForSubject(t, ns, o.Op.ServiceAccount, true)
 
 	// The Secret is deleted: cert-manager restores it, and the StatefulSet still mounts it.
 	if err := env.Client.Delete(ctx, secret); err != nil {
@@ -123,12 +118,13 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 		t.Error("after renewal the StatefulSet no longer mounts the Secret")
 	}
 
-	// Deleting the operator removes its companions: the binding by the controller, the
-	// namespaced ones by garbage collection (owner references).
+	// Deleting the operator removes its companions: its ServiceAccount from the binding by the
+	// controller, the namespaced ones by garbage collection (owner references).
 	if err := env.Client.Delete(ctx, o.Object, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
-	for _, obj := range []client.Object{crb, svc, sm, &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}} {
+	waitForSubject(t, ns, o.Op.ServiceAccount, false)
+	for _, obj := range []client.Object{svc, sm, &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}} {
 		framework.Eventually(t, fmt.Sprintf("%T %s to be deleted", obj, obj.GetName()), func() (bool, error) {
 			err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -239,15 +239,13 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 		return s.Covered == 2 && s.Compliant == 2
 	})
 
-	// A deleted auth-delegator binding (cluster-scoped, so not owned) is noticed and restored.
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: mutate.AuthDelegatorBindingName(a.Op)}}
+	// A deleted auth-delegator binding (cluster-scoped, so not owned) is noticed and restored,
+	// with the policy's operators among its subjects.
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: controller.DefaultBindingName}}
 	if err := env.Client.Delete(ctx, binding); err != nil {
 		t.Fatal(err)
 	}
-	framework.Eventually(t, "the auth-delegator binding to be restored", func() (bool, error) {
-		err := env.Client.Get(ctx, client.ObjectKeyFromObject(binding), binding)
-		return err == nil, client.IgnoreNotFound(err)
-	})
+	waitForSubject(t, nsA, a.Op.ServiceAccount, true)
 }
 
 // setMode changes a policy's mode.

@@ -15,6 +15,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // testCABundle is a caBundle for the variants without cert-manager. The API server does not
@@ -70,10 +71,22 @@ func chartVariants() []chartVariant {
 			in.must(t, "Service", "eck-metrics-guard-metrics")
 			in.must(t, "ClusterRole", "eck-metrics-guard-metrics-reader")
 			in.must(t, "CustomResourceDefinition", "metricssecuritypolicies.metrics-guard.eck.dev")
-			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Secret", "Role", "RoleBinding"} {
+			for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "Secret"} {
 				if n := len(in.ofKind(kind)); n != 0 {
 					t.Errorf("%d %s rendered by default", n, kind)
 				}
+			}
+			// Only leader election's Role (in the release namespace), and no self-managed
+			// certificate's roles: no update of any webhook configuration with cert-manager.
+			in.must(t, "Role", "eck-metrics-guard")
+			in.must(t, "RoleBinding", "eck-metrics-guard")
+			for _, kind := range []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} {
+				if o := in.find(kind, "eck-metrics-guard-self-managed-cert"); o != nil {
+					t.Errorf("%s %s rendered with cert-manager", kind, o.GetName())
+				}
+			}
+			if n := len(in.ofKind("Role")); n != 1 {
+				t.Errorf("%d Roles rendered by default, want leader election's only", n)
 			}
 			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" {
 				t.Errorf("%s with cert-manager", got)
@@ -90,6 +103,8 @@ func chartVariants() []chartVariant {
 			in.must(t, "Secret", "eck-metrics-guard-webhook-tls")
 			in.must(t, "Role", "eck-metrics-guard-self-managed-cert")
 			in.must(t, "RoleBinding", "eck-metrics-guard-self-managed-cert")
+			in.must(t, "ClusterRole", "eck-metrics-guard-self-managed-cert")
+			in.must(t, "ClusterRoleBinding", "eck-metrics-guard-self-managed-cert")
 		}},
 		{"self-managed certificate, other names", []string{"--set", "certManager.enabled=false", "--set", "fullnameOverride=guard", "--set", "webhook.secretName=guard-certs",
 			"--set", "serviceAccount.name=guard-sa"}, func(t *testing.T, in install) {
@@ -100,6 +115,23 @@ func chartVariants() []chartVariant {
 			}
 			in.must(t, "Secret", "guard-certs")
 			in.must(t, "Role", "guard-self-managed-cert")
+			// Update of the release's webhook configuration only, and of its one binding.
+			rules := into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "guard-self-managed-cert")).Rules
+			if n := len(rules); n != 2 || !slices.Equal(rules[1].ResourceNames, []string{"guard"}) || !slices.Equal(rules[1].Verbs, []string{"update"}) {
+				t.Errorf("self-managed ClusterRole rules %+v, want update of guard only", rules)
+			}
+			if !in.hasArg("--auth-delegator-binding=guard:auth-delegator") {
+				t.Errorf("args %v, want --auth-delegator-binding=guard:auth-delegator", in.Container.Args)
+			}
+			found := false
+			for _, r := range into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "guard")).Rules {
+				if slices.Contains(r.Resources, "clusterrolebindings") && len(r.ResourceNames) > 0 {
+					found = slices.Equal(r.ResourceNames, []string{"guard:auth-delegator"})
+				}
+			}
+			if !found {
+				t.Errorf("ClusterRole guard does not restrict clusterrolebindings to guard:auth-delegator")
+			}
 		}},
 		{"cert-manager off, own Secret and caBundle", []string{"--set", "certManager.enabled=false", "--set", "webhook.caBundle=" + testCABundle, "--set", "webhook.secretName=my-webhook-tls"}, func(t *testing.T, in install) {
 			if n := len(in.ofKind("Certificate")) + len(in.ofKind("Issuer")); n != 0 {
@@ -108,13 +140,64 @@ func chartVariants() []chartVariant {
 			if s := in.certSecret(t); s != "my-webhook-tls" {
 				t.Errorf("the pods mount %s, want my-webhook-tls", s)
 			}
-			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" || len(in.ofKind("Secret"))+len(in.ofKind("Role")) != 0 {
+			if got := in.argWithPrefix("--webhook-cert-mode"); got != "" || len(in.ofKind("Secret"))+len(in.ofKind("Role"))-1 != 0 || in.find("ClusterRole", "eck-metrics-guard-self-managed-cert") != nil {
 				t.Errorf("%s, %d Secrets, %d Roles: a caBundle of yours means your own certificate, as is", got, len(in.ofKind("Secret")), len(in.ofKind("Role")))
 			}
 			want, _ := base64.StdEncoding.DecodeString(testCABundle)
 			for _, wh := range webhooksOf(t, in.rendered) {
 				if !bytes.Equal(wh.ClientConfig.CABundle, want) {
 					t.Errorf("webhook %s: caBundle %q", wh.Name, wh.ClientConfig.CABundle)
+				}
+			}
+		}},
+		{"namespace-scoped (watchNamespaces)", []string{"--set-json", `watchNamespaces=["team-a","team-b"]`}, func(t *testing.T, in install) {
+			if !in.hasArg("--namespaces=team-a,team-b") {
+				t.Errorf("args %v, want --namespaces=team-a,team-b", in.Container.Args)
+			}
+			namespaced := []string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors"}
+			for _, r := range into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "eck-metrics-guard")).Rules {
+				for _, res := range r.Resources {
+					if slices.Contains(namespaced, res) {
+						t.Errorf("the ClusterRole still grants %v on %s cluster-wide", r.Verbs, res)
+					}
+				}
+			}
+			for _, ns := range []string{"team-a", "team-b"} {
+				var role *rbacv1.Role
+				for _, o := range in.ofKind("Role") {
+					if o.GetName() == "eck-metrics-guard-watched" && o.GetNamespace() == ns {
+						role = into[rbacv1.Role](t, o)
+					}
+				}
+				if role == nil {
+					t.Fatalf("no Role eck-metrics-guard-watched in %s", ns)
+				}
+				var got []string
+				for _, r := range role.Rules {
+					got = append(got, r.Resources...)
+				}
+				slices.Sort(got)
+				want := slices.Clone(namespaced)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("Role in %s covers %v, want %v", ns, got, want)
+				}
+				found := false
+				for _, o := range in.ofKind("RoleBinding") {
+					rb := into[rbacv1.RoleBinding](t, o)
+					if o.GetNamespace() == ns && rb.RoleRef.Name == "eck-metrics-guard-watched" && len(rb.Subjects) == 1 && rb.Subjects[0].Name == in.Deployment.Spec.Template.Spec.ServiceAccountName {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no RoleBinding of the guard to its Role in %s", ns)
+				}
+			}
+			for _, wh := range webhooksOf(t, in.rendered) {
+				if !slices.ContainsFunc(wh.NamespaceSelector.MatchExpressions, func(e metav1.LabelSelectorRequirement) bool {
+					return e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpIn && slices.Equal(e.Values, []string{"team-a", "team-b"})
+				}) {
+					t.Errorf("webhook %s: namespaceSelector %+v does not limit it to the watched namespaces", wh.Name, wh.NamespaceSelector)
 				}
 			}
 		}},

@@ -59,6 +59,14 @@ func (in install) argWithPrefix(prefix string) string {
 	return ""
 }
 
+// namespacesArg is the list of --namespaces (watchNamespaces), if any.
+func (in install) namespacesArg() []string {
+	if a := in.argWithPrefix("--namespaces="); a != "" {
+		return strings.Split(strings.TrimPrefix(a, "--namespaces="), ",")
+	}
+	return nil
+}
+
 // certSecret is the Secret mounted at certDir.
 func (in install) certSecret(t *testing.T) string {
 	t.Helper()
@@ -104,7 +112,9 @@ func checkConsistent(t *testing.T, r *rendered, namespace string) install {
 		containerPorts[p.Name] = p.ContainerPort
 	}
 	for _, o := range r.Objects {
-		if o.GetNamespace() != "" && o.GetNamespace() != namespace {
+		// The one exception: watchNamespaces' Roles and RoleBindings, in those namespaces.
+		watched := strings.HasSuffix(o.GetName(), "-watched") && (o.GetKind() == "Role" || o.GetKind() == "RoleBinding") && slices.Contains(in.namespacesArg(), o.GetNamespace())
+		if o.GetNamespace() != "" && o.GetNamespace() != namespace && !watched {
 			t.Errorf("%s is not in the namespace %s", objectKey(o), namespace)
 		}
 	}
@@ -154,7 +164,7 @@ func checkConsistent(t *testing.T, r *rendered, namespace string) install {
 		if crb.RoleRef.Kind != "ClusterRole" || r.find("ClusterRole", crb.RoleRef.Name) == nil {
 			t.Errorf("ClusterRoleBinding %s binds %s %s, which is not rendered", crb.Name, crb.RoleRef.Kind, crb.RoleRef.Name)
 		}
-		if strings.HasSuffix(crb.RoleRef.Name, "-metrics-reader") {
+		if strings.HasSuffix(crb.RoleRef.Name, "-metrics-reader") || strings.HasSuffix(crb.RoleRef.Name, "-self-managed-cert") {
 			continue
 		}
 		guardBindings = append(guardBindings, crb)
@@ -388,9 +398,33 @@ func checkSelfManaged(t *testing.T, r *rendered, in install, mwc *admissionregis
 	if !bound {
 		t.Errorf("no Role bound to %v lets it get, list, watch and update Secrets in %s", sa, namespace)
 	}
-	crb := into[rbacv1.ClusterRoleBinding](t, r.ofKind("ClusterRoleBinding")[0])
-	if cr := r.find("ClusterRole", crb.RoleRef.Name); cr == nil ||
-		!allows(into[rbacv1.ClusterRole](t, cr).Rules, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "list", "watch", "update") {
-		t.Errorf("ClusterRole %s does not let the guard get, list, watch and update mutatingwebhookconfigurations", crb.RoleRef.Name)
+	// The webhook configuration: read (cert-controller's cache lists them all), and update of
+	// this one by name, through a ClusterRole of this mode only; no other rule of the guard's
+	// updates any webhook configuration.
+	named := func(rules []rbacv1.PolicyRule) bool {
+		return slices.ContainsFunc(rules, func(rule rbacv1.PolicyRule) bool {
+			return slices.Contains(rule.APIGroups, "admissionregistration.k8s.io") && slices.Contains(rule.Resources, "mutatingwebhookconfigurations") &&
+				slices.Equal(rule.Verbs, []string{"update"}) && slices.Equal(rule.ResourceNames, []string{mwc.Name})
+		})
+	}
+	found := false
+	for _, o := range r.ofKind("ClusterRoleBinding") {
+		crb := into[rbacv1.ClusterRoleBinding](t, o)
+		cr := r.find("ClusterRole", crb.RoleRef.Name)
+		if cr == nil || !slices.Contains(crb.Subjects, sa) {
+			continue
+		}
+		rules := into[rbacv1.ClusterRole](t, cr).Rules
+		for _, rule := range rules {
+			if slices.Contains(rule.Resources, "mutatingwebhookconfigurations") && slices.Contains(rule.Verbs, "update") && !slices.Equal(rule.ResourceNames, []string{mwc.Name}) {
+				t.Errorf("ClusterRole %s lets the guard update webhook configurations %v, not only %s", cr.GetName(), rule.ResourceNames, mwc.Name)
+			}
+		}
+		if allows(rules, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "list", "watch") && named(rules) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no ClusterRole bound to %v lets it get, list and watch mutatingwebhookconfigurations and update %s by name", sa, mwc.Name)
 	}
 }

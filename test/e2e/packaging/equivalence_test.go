@@ -41,8 +41,13 @@ func TestChartEqualsKustomize(t *testing.T) {
 		for _, name := range []string{"eck-metrics-guard", "eck-metrics-guard-metrics-reader"} {
 			equal(t, "rules of ClusterRole "+name, chart.must(t, "ClusterRole", name).Object["rules"], kust.must(t, "ClusterRole", name).Object["rules"])
 		}
-		source := readObject(t, "config/rbac/role.yaml")
+		source := readObjectOfKind(t, "config/rbac/role.yaml", "ClusterRole")
 		equal(t, "rules of config/rbac/role.yaml", source.Object["rules"], chart.must(t, "ClusterRole", "eck-metrics-guard").Object["rules"])
+		// Leader election's Role, in the guard's namespace, and its binding.
+		role := readObjectOfKind(t, "config/rbac/role.yaml", "Role")
+		equal(t, "rules of the Role of config/rbac/role.yaml", role.Object["rules"], chart.must(t, "Role", "eck-metrics-guard").Object["rules"])
+		equal(t, "rules of Role eck-metrics-guard", chart.must(t, "Role", "eck-metrics-guard").Object["rules"], kust.must(t, "Role", "eck-metrics-guard").Object["rules"])
+		equal(t, "RoleBinding eck-metrics-guard", pick(chart.must(t, "RoleBinding", "eck-metrics-guard"), "roleRef", "subjects"), pick(kust.must(t, "RoleBinding", "eck-metrics-guard"), "roleRef", "subjects"))
 		c, k := chart.must(t, "ClusterRoleBinding", "eck-metrics-guard"), kust.must(t, "ClusterRoleBinding", "eck-metrics-guard")
 		equal(t, "ClusterRoleBinding eck-metrics-guard", pick(c, "roleRef", "subjects"), pick(k, "roleRef", "subjects"))
 	})
@@ -147,9 +152,14 @@ func TestChartEqualsKustomizeSelfManaged(t *testing.T) {
 			kust.must(t, "ClusterRole", "eck-metrics-guard").Object["rules"])
 		const role = "eck-metrics-guard-self-managed-cert"
 		equal(t, "rules of Role "+role, chart.must(t, "Role", role).Object["rules"], kust.must(t, "Role", role).Object["rules"])
-		source := readObject(t, "config/selfmanaged/role.yaml")
+		source := readObjectOfKind(t, "config/selfmanaged/role.yaml", "Role")
 		equal(t, "rules of config/selfmanaged/role.yaml", source.Object["rules"], chart.must(t, "Role", role).Object["rules"])
 		equal(t, "RoleBinding "+role, pick(chart.must(t, "RoleBinding", role), "roleRef", "subjects"), pick(kust.must(t, "RoleBinding", role), "roleRef", "subjects"))
+		// The webhook configuration's update, by name, in this mode only.
+		cluster := readObjectOfKind(t, "config/selfmanaged/role.yaml", "ClusterRole")
+		equal(t, "ClusterRole rules of config/selfmanaged/role.yaml", cluster.Object["rules"], chart.must(t, "ClusterRole", role).Object["rules"])
+		equal(t, "rules of ClusterRole "+role, chart.must(t, "ClusterRole", role).Object["rules"], kust.must(t, "ClusterRole", role).Object["rules"])
+		equal(t, "ClusterRoleBinding "+role, pick(chart.must(t, "ClusterRoleBinding", role), "roleRef", "subjects"), pick(kust.must(t, "ClusterRoleBinding", role), "roleRef", "subjects"))
 	})
 	t.Run("Secret", func(t *testing.T) {
 		c, k := chart.must(t, "Secret", "eck-metrics-guard-webhook-tls"), kust.must(t, "Secret", "eck-metrics-guard-webhook-tls")
@@ -164,6 +174,29 @@ func pick(o *unstructured.Unstructured, fields ...string) map[string]any {
 		out[f] = o.Object[f]
 	}
 	return out
+}
+
+// readObjectOfKind reads the one object of a kind in a repository file of several.
+func readObjectOfKind(t *testing.T, path, kind string) *unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repo, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := parseObjects(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var found []*unstructured.Unstructured
+	for _, o := range objects {
+		if o.GetKind() == kind {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s: %d objects of kind %s, want 1", path, len(found), kind)
+	}
+	return found[0]
 }
 
 // readObject reads the one object of a repository file.

@@ -9,18 +9,20 @@ import (
 )
 
 // TestRBACIsNarrow checks the guard's permissions: config/rbac/role.yaml (generated from the
-// markers in internal/controller/rbac.go) and every role the chart and config/default
-// install (with cert-manager or the self-managed certificate) grant nothing by wildcard, never
-// list or watch Secrets cluster-wide (the guard reads them one by one, by name; only the Role of
-// the self-managed certificate, in the guard's namespace, may do more), never escalate or
-// impersonate, and bind only named ClusterRoles.
+// markers in internal/controller/rbac.go), config/selfmanaged/role.yaml and every role the
+// chart and config/default install (with cert-manager or the self-managed certificate) grant
+// nothing by wildcard, no Secret at all outside the guard's namespace (only the Role of the
+// self-managed certificate, in the guard's namespace, may keep its Secret), never escalate or
+// impersonate, and bind only named ClusterRoles. sar_test.go asks a real API server.
 func TestRBACIsNarrow(t *testing.T) {
-	role := into[rbacv1.ClusterRole](t, readObject(t, "config/rbac/role.yaml"))
+	role := into[rbacv1.ClusterRole](t, readObjectOfKind(t, "config/rbac/role.yaml", "ClusterRole"))
 	if len(role.Rules) == 0 {
 		t.Fatal("config/rbac/role.yaml has no rules")
 	}
 	checkNarrow(t, "config/rbac/role.yaml", role.Rules, clusterSecretVerbs)
-	checkNarrow(t, "config/selfmanaged/role.yaml", into[rbacv1.Role](t, readObject(t, "config/selfmanaged/role.yaml")).Rules, roleSecretVerbs)
+	checkNarrow(t, "config/rbac/role.yaml: Role", into[rbacv1.Role](t, readObjectOfKind(t, "config/rbac/role.yaml", "Role")).Rules, clusterSecretVerbs)
+	checkNarrow(t, "config/selfmanaged/role.yaml", into[rbacv1.Role](t, readObjectOfKind(t, "config/selfmanaged/role.yaml", "Role")).Rules, roleSecretVerbs)
+	checkNarrow(t, "config/selfmanaged/role.yaml: ClusterRole", into[rbacv1.ClusterRole](t, readObjectOfKind(t, "config/selfmanaged/role.yaml", "ClusterRole")).Rules, clusterSecretVerbs)
 
 	for name, r := range map[string]*rendered{
 		"chart":                       mustHelmTemplate(t, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true", "--set-json", `metricsReader.serviceAccounts=[{"name":"prometheus-k8s","namespace":"monitoring"}]`),
@@ -46,11 +48,12 @@ func TestRBACIsNarrow(t *testing.T) {
 	}
 }
 
-// What the guard may do to Secrets: cluster-wide, get them by name only; in its own namespace
+// What the guard may do to Secrets: cluster-wide, nothing (whether a certificate exists comes
+// from cert-manager's Certificate); in its own namespace
 // (the Role of the self-managed certificate), also keep its certificate's Secret (cert-controller
 // caches that namespace's Secrets and updates the one), but never create or delete any.
 var (
-	clusterSecretVerbs = []string{"get"}
+	clusterSecretVerbs = []string{}
 	roleSecretVerbs    = []string{"get", "list", "watch", "update"}
 )
 

@@ -1,0 +1,22 @@
+package serving
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// shed counts the admissions answered 429 because MaxInFlight were in flight.
+var shed = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "eck_metrics_guard_webhook_shed_total",
+	Help: "Admission requests answered 429 because the webhook server had --webhook-max-in-flight requests in flight.",
+})
+
+func init() { ctrlmetrics.Registry.MustRegister(shed) }
+
+// Shed is the number of admissions shed so far.
+func Shed() float64 {
+	var m dto.Metric
+	_ = shed.Write(&m)
+	return m.GetCounter().GetValue()
+}
