@@ -270,10 +270,14 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	case waiting:
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
-	if !entitled && res.Verdict.Secured() {
-		status = "operator secured; " + notEntitled
-		if waiting {
+	if !entitled {
+		switch {
+		case !res.Verdict.Secured():
+			status += "; " + notEntitled
+		case waiting:
 			status = fmt.Sprintf("waiting for certificate Secret %s; %s", plan.SecretName, notEntitled)
+		default:
+			status = "operator secured; " + notEntitled
 		}
 		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
 			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)

@@ -36,10 +36,12 @@ import (
 func TestNamespaceScoped(t *testing.T) {
 	helm := filepath.Join(repo, "bin", "helm")
 	if _, err := os.Stat(helm); err != nil {
-		t.Skip("bin/helm is not built (make helm)")
+		t.Fatal("bin/helm is not built: run make helm")
 	}
 	ctx := context.Background()
-	opted := map[string]string{meta.AnnotationSecure: "true"}
+	// A Secret of the user's: without a certificate source the operator is not secured (ECK
+	// would serve a certificate it makes in memory), and the status says so.
+	opted := map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "metrics-tls"}
 	watched := env.Namespace(t, "e2e-watched", opted, nil)
 	other := env.Namespace(t, "e2e-unwatched", opted, nil)
 	guardNS := env.Namespace(t, "e2e-nsguard", nil, map[string]string{"metrics-guard.eck.dev/exclude": "true"})
