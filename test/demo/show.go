@@ -21,8 +21,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 )
 
 // show prints what the guard changed and created, object by object.
@@ -120,10 +120,18 @@ func show(ctx context.Context, c client.Client, before, after snapshot) error {
 		fmt.Printf("      labels:   %s\n", kv(svc.Labels))
 	}
 
-	// ClusterRoleBinding.
+	// The one auth-delegator ClusterRoleBinding of the guarded operators, which the
+	// controller keeps (its ServiceAccount a subject once the namespace opted in).
 	var crb rbacv1.ClusterRoleBinding
-	if err := c.Get(ctx, client.ObjectKey{Name: mutate.AuthDelegatorBindingName(after.op)}, &crb); err != nil {
-		return fmt.Errorf("no ClusterRoleBinding %s: %w", mutate.AuthDelegatorBindingName(after.op), err)
+	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: after.op.ServiceAccount, Namespace: ns}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := c.Get(ctx, client.ObjectKey{Name: controller.DefaultBindingName}, &crb)
+		if err == nil && slices.Contains(crb.Subjects, subject) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ClusterRoleBinding %s does not bind %s/%s (%v): %v", controller.DefaultBindingName, ns, subject.Name, crb.Subjects, err)
+		}
 	}
 	section("ClusterRoleBinding %s (lets ECK check scrapers' tokens)", crb.Name)
 	for _, s := range crb.Subjects {
