@@ -18,7 +18,21 @@ type Change struct {
 	// IfAbsent only adds the key when it is missing, so that a value the user set is never
 	// overwritten. A null value (`key:` or `key: ~`) counts as missing: ECK uses its default.
 	IfAbsent bool
+	// Type is how ECK reads the value, for deciding whether what is written already means it
+	// ("8081" for 8081, True for true); zero guesses it from Value.
+	Type Type
 }
+
+// Type is how ECK converts a value (the caller's table of settings says which).
+type Type int
+
+// Types of values.
+const (
+	Guess Type = iota
+	String
+	Int
+	Bool
+)
 
 // keyPattern is what Apply accepts as a key: every key ECK reads fits it, and it needs no
 // quoting in block or flow YAML.
@@ -82,7 +96,7 @@ var errAliased = fmt.Errorf("%w: other keys refer to its value through an alias"
 // apply returns the document with c applied, or nil if c changes nothing.
 func (d *document) apply(c Change) (*document, error) {
 	e := d.lookup(c.Key)
-	if e != nil && !isNull(e.value) && (c.IfAbsent || sameValue(c.Key, c.Value, e.value)) {
+	if e != nil && !isNull(e.value) && (c.IfAbsent || sameValue(c.Type, c.Value, e.value)) {
 		return nil, nil
 	}
 	var text string
@@ -261,7 +275,7 @@ func (d *document) verify(text string, c Change) (*document, error) {
 	}
 	e := next.lookup(c.Key)
 	was, now := others(d.entries, c.Key), others(next.entries, c.Key)
-	ok := e != nil && sameValue(c.Key, c.Value, e.value) && len(was) == len(now)
+	ok := e != nil && sameValue(c.Type, c.Value, e.value) && len(was) == len(now)
 	for i := 0; ok && i < len(was); i++ {
 		ok = equalNode(was[i].key, now[i].key) && equalNode(was[i].value, now[i].value)
 	}
@@ -328,28 +342,21 @@ func walk(n, skip *yaml.Node, fn func(*yaml.Node)) {
 	}
 }
 
-// Kinds of values as ECK reads them, for deciding whether a value already means the new one.
-var (
-	intKeys  = map[string]bool{KeyMetricsPort: true, KeyWebhookPort: true}
-	boolKeys = map[string]bool{KeyMetricsSecure: true, KeyDisableConfigWatch: true}
-)
-
 // sameValue reports whether v means want to ECK: integers and booleans compare as viper casts
 // them, anything else as decoded strings.
-func sameValue(key, want string, v *yaml.Node) bool {
+func sameValue(typ Type, want string, v *yaml.Node) bool {
 	got, ok := scalar(v)
 	if !ok {
 		return false
 	}
-	key = strings.ToLower(key)
 	_, wantIntErr := parseInt(want)
 	_, wantBoolErr := strconv.ParseBool(want)
 	switch {
-	case intKeys[key] || !boolKeys[key] && wantIntErr == nil:
+	case typ == Int || typ == Guess && wantIntErr == nil:
 		a, errA := parseInt(got)
 		b, errB := parseInt(want)
 		return errA == nil && errB == nil && a == b
-	case boolKeys[key] || wantBoolErr == nil:
+	case typ == Bool || typ == Guess && wantBoolErr == nil:
 		a, errA := strconv.ParseBool(got)
 		b, errB := strconv.ParseBool(want)
 		return errA == nil && errB == nil && a == b

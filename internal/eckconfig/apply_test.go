@@ -7,9 +7,9 @@ import (
 )
 
 func TestApply(t *testing.T) {
-	port := Change{Key: KeyMetricsPort, Value: "8081"}
-	host := Change{Key: KeyMetricsHost, Value: "0.0.0.0", IfAbsent: true}
-	secure := Change{Key: KeyMetricsSecure, Value: "true"}
+	port := Change{Key: "metrics-port", Value: "8081"}
+	host := Change{Key: "metrics-host", Value: "0.0.0.0", IfAbsent: true}
+	secure := Change{Key: "metrics-secure", Value: "true"}
 	tests := map[string]struct {
 		in      string
 		changes []Change
@@ -40,7 +40,7 @@ func TestApply(t *testing.T) {
 		},
 		"quoted port replaced inside its quotes": {
 			in:      "metrics-port: \"0\"\nmetrics-host: '127.0.0.1'\n",
-			changes: []Change{port, {Key: KeyMetricsHost, Value: "0.0.0.0"}},
+			changes: []Change{port, {Key: "metrics-host", Value: "0.0.0.0"}},
 			want:    "metrics-port: \"8081\"\nmetrics-host: '0.0.0.0'\n",
 		},
 		"bool replaced before its comment": {
@@ -138,7 +138,7 @@ func TestApply(t *testing.T) {
 		},
 		"block scalar replaced whole": {
 			in:      "metrics-cert-dir: |\n  /tmp/a\n  /tmp/b\nlog-verbosity: 0\n",
-			changes: []Change{{Key: KeyMetricsCertDir, Value: "/tmp/certs"}},
+			changes: []Change{{Key: "metrics-cert-dir", Value: "/tmp/certs"}},
 			want:    "metrics-cert-dir: /tmp/certs\nlog-verbosity: 0\n",
 		},
 		"list value replaced whole": {
@@ -158,7 +158,7 @@ func TestApply(t *testing.T) {
 		},
 		"later change to the same key wins": {
 			in:      "metrics-port: 0\n",
-			changes: []Change{port, {Key: KeyMetricsPort, Value: "9090"}},
+			changes: []Change{port, {Key: "metrics-port", Value: "9090"}},
 			want:    "metrics-port: 9090\n",
 		},
 	}
@@ -184,7 +184,7 @@ func TestApply(t *testing.T) {
 }
 
 func TestApplyErrors(t *testing.T) {
-	port := Change{Key: KeyMetricsPort, Value: "8081"}
+	port := Change{Key: "metrics-port", Value: "8081"}
 	tests := map[string]struct {
 		in      string
 		changes []Change
@@ -212,8 +212,8 @@ func TestApplyErrors(t *testing.T) {
 		"invalid yaml":       {in: "metrics-port: [0\n", is: ErrInvalidYAML},
 		"tab indentation":    {in: "a:\n\tb: 1\n", is: ErrInvalidYAML},
 		"not UTF-8":          {in: "a: \xff\n", is: ErrInvalidYAML, mention: []string{"UTF-8"}},
-		"value is not plain": {changes: []Change{{Key: KeyMetricsHost, Value: "a # b"}}, is: ErrInvalidChange},
-		"value is null":      {changes: []Change{{Key: KeyMetricsHost, Value: "~"}}, is: ErrInvalidChange},
+		"value is not plain": {changes: []Change{{Key: "metrics-host", Value: "a # b"}}, is: ErrInvalidChange},
+		"value is null":      {changes: []Change{{Key: "metrics-host", Value: "~"}}, is: ErrInvalidChange},
 		"key needs quoting":  {changes: []Change{{Key: "a: b", Value: "1"}}, is: ErrInvalidChange},
 		"value shared through an alias": {
 			in:      "metrics-port: &p 0\nwebhook-port: *p\n",
@@ -257,7 +257,7 @@ func TestReencode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Change{Key: KeyMetricsPort, Value: "8081"}
+	c := Change{Key: "metrics-port", Value: "8081"}
 	out, err := d.reencode(c)
 	if err != nil {
 		t.Fatal(err)

@@ -16,27 +16,6 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Keys of eck.yaml that decide how ECK serves its metrics, named once so that callers cannot
-// misspell them.
-const (
-	// KeyMetricsPort is the metrics port; ECK's default 0 still serves metrics, on a random port.
-	KeyMetricsPort = "metrics-port"
-	// KeyMetricsHost is the address the metrics server binds to.
-	KeyMetricsHost = "metrics-host"
-	// KeyMetricsSecure turns on TLS plus TokenReview and SubjectAccessReview checks (ECK >= 2.16).
-	KeyMetricsSecure = "metrics-secure"
-	// KeyMetricsCertDir is the directory holding tls.crt and tls.key for secure metrics.
-	KeyMetricsCertDir = "metrics-cert-dir"
-	// KeyWebhookPort is the admission webhook port, which the metrics port must not clash with.
-	KeyWebhookPort = "webhook-port"
-	// KeyDisableConfigWatch stops ECK from restarting itself when eck.yaml changes.
-	KeyDisableConfigWatch = "disable-config-watch"
-)
-
-// DefaultMetricsCertDir is where ECK looks for the metrics certificate when metrics-cert-dir is
-// unset, so a Secret mounted there needs no eck.yaml change.
-const DefaultMetricsCertDir = "/tmp/k8s-metrics-server/serving-certs"
-
 var (
 	// ErrInvalidYAML marks text that ECK's own loader would refuse, so the operator is broken already.
 	ErrInvalidYAML = errors.New("invalid yaml")

@@ -30,9 +30,9 @@ exposed-node-labels: [a, b]
 		want string
 		ok   bool
 	}{
-		KeyMetricsPort:        {"8081", true},
-		KeyMetricsHost:        {"127.0.0.1", true},
-		KeyMetricsCertDir:     {"", false},
+		"metrics-port":        {"8081", true},
+		"metrics-host":        {"127.0.0.1", true},
+		"metrics-cert-dir":    {"", false},
 		"exposed-node-labels": {"", false},
 		"absent":              {"", false},
 	}
@@ -50,10 +50,10 @@ exposed-node-labels: [a, b]
 		wantErr string
 	}{
 		"log-verbosity":       {0, true, ""},
-		KeyMetricsPort:        {8081, true, ""},
-		KeyWebhookPort:        {0, true, `webhook-port: "ninety" is not an integer`},
+		"metrics-port":        {8081, true, ""},
+		"webhook-port":        {0, true, `webhook-port: "ninety" is not an integer`},
 		"exposed-node-labels": {0, true, "want an integer, got a list"},
-		KeyMetricsCertDir:     {0, false, ""},
+		"metrics-cert-dir":    {0, false, ""},
 		"absent":              {0, false, ""},
 	}
 	for key, tt := range ints {
@@ -70,10 +70,10 @@ exposed-node-labels: [a, b]
 		ok      bool
 		wantErr string
 	}{
-		KeyMetricsSecure:      {true, true, ""},
-		KeyDisableConfigWatch: {false, true, ""},
-		"ubi-only":            {false, true, `ubi-only: "yes" is not a boolean`},
-		"absent":              {false, false, ""},
+		"metrics-secure":       {true, true, ""},
+		"disable-config-watch": {false, true, ""},
+		"ubi-only":             {false, true, `ubi-only: "yes" is not a boolean`},
+		"absent":               {false, false, ""},
 	}
 	for key, tt := range bools {
 		t.Run("Bool/"+key, func(t *testing.T) {

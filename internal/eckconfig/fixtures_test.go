@@ -59,14 +59,14 @@ func eckYAML(t *testing.T, file string) string {
 // expectedLines returns, per key that secureChanges must touch in cfg, the line it must end up as.
 func expectedLines(cfg *Config) map[string]string {
 	want := map[string]string{}
-	if port, _, _ := cfg.Int(KeyMetricsPort); port != 8081 {
-		want[KeyMetricsPort] = "metrics-port: 8081"
+	if port, _, _ := cfg.Int("metrics-port"); port != 8081 {
+		want["metrics-port"] = "metrics-port: 8081"
 	}
-	if _, ok := cfg.String(KeyMetricsHost); !ok {
-		want[KeyMetricsHost] = "metrics-host: 0.0.0.0"
+	if _, ok := cfg.String("metrics-host"); !ok {
+		want["metrics-host"] = "metrics-host: 0.0.0.0"
 	}
-	if secure, _, _ := cfg.Bool(KeyMetricsSecure); !secure {
-		want[KeyMetricsSecure] = "metrics-secure: true"
+	if secure, _, _ := cfg.Bool("metrics-secure"); !secure {
+		want["metrics-secure"] = "metrics-secure: true"
 	}
 	return want
 }

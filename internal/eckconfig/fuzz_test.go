@@ -8,9 +8,9 @@ import (
 
 // secureChanges are the changes the webhook makes to a guarded operator's eck.yaml.
 var secureChanges = []Change{
-	{Key: KeyMetricsPort, Value: "8081"},
-	{Key: KeyMetricsHost, Value: "0.0.0.0", IfAbsent: true},
-	{Key: KeyMetricsSecure, Value: "true"},
+	{Key: "metrics-port", Value: "8081"},
+	{Key: "metrics-host", Value: "0.0.0.0", IfAbsent: true},
+	{Key: "metrics-secure", Value: "true"},
 }
 
 // eck350 is the eck.yaml of ECK 3.5.0's all-in-one operator.yaml.
@@ -85,10 +85,10 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("%s appears %d times\nin:  %q\nout: %q", c.Key, n, text, out)
 			}
 		}
-		if port, _, err := cfg.Int(KeyMetricsPort); port != 8081 || err != nil {
+		if port, _, err := cfg.Int("metrics-port"); port != 8081 || err != nil {
 			t.Fatalf("metrics-port = %d, %v\nin:  %q\nout: %q", port, err, text, out)
 		}
-		if secure, _, err := cfg.Bool(KeyMetricsSecure); !secure || err != nil {
+		if secure, _, err := cfg.Bool("metrics-secure"); !secure || err != nil {
 			t.Fatalf("metrics-secure = %v, %v\nin:  %q\nout: %q", secure, err, text, out)
 		}
 		again, changed, err := Apply(out, secureChanges...)

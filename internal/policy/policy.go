@@ -149,11 +149,14 @@ func (p *Plan) ConfigChanges() []eckconfig.Change {
 	var changes []eckconfig.Change
 	for _, a := range p.Settings() {
 		if a.InFile {
-			changes = append(changes, eckconfig.Change{Key: a.Setting.Name, Value: a.Value, IfAbsent: a.IfAbsent})
+			changes = append(changes, eckconfig.Change{Key: a.Setting.Name, Value: a.Value, IfAbsent: a.IfAbsent, Type: fileTypes[a.Setting.Type]})
 		}
 	}
 	return changes
 }
+
+// fileTypes says eckconfig how ECK reads each type of setting.
+var fileTypes = map[eck.Type]eckconfig.Type{eck.String: eckconfig.String, eck.Int: eckconfig.Int, eck.Bool: eckconfig.Bool}
 
 // Assignment is a setting the plan makes effective, and its value.
 type Assignment struct {

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
@@ -88,18 +89,18 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stored eck.yaml: %v", err)
 	}
-	if p, _, _ := cfg.Int(eckconfig.KeyMetricsPort); p != port {
+	if p, _, _ := cfg.Int(eck.MetricsPort.Name); p != port {
 		t.Fatalf("stored eck.yaml has metrics-port %d, want %d:\n%s", p, port, storedYAML)
 	}
-	if secure, _, _ := cfg.Bool(eckconfig.KeyMetricsSecure); !secure {
+	if secure, _, _ := cfg.Bool(eck.MetricsSecure.Name); !secure {
 		t.Fatalf("stored eck.yaml is not metrics-secure:\n%s", storedYAML)
 	}
-	if host, _ := cfg.String(eckconfig.KeyMetricsHost); host != "0.0.0.0" {
+	if host, _ := cfg.String(eck.MetricsHost.Name); host != "0.0.0.0" {
 		t.Errorf("stored eck.yaml has metrics-host %q, want 0.0.0.0 (all interfaces, as in a Pod)", host)
 	}
 	mountPath := secretMountPath(t, o, secret.Name)
-	certDirInPod := eckconfig.DefaultMetricsCertDir
-	if dir, ok := cfg.String(eckconfig.KeyMetricsCertDir); ok {
+	certDirInPod := eck.DefaultMetricsCertDir
+	if dir, ok := cfg.String(eck.MetricsCertDir.Name); ok {
 		certDirInPod = dir
 	}
 	if certDirInPod != mountPath {
@@ -128,7 +129,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 	if err := projectSecret(certDir, secret.Data); err != nil {
 		t.Fatal(err)
 	}
-	localYAML, _, err := eckconfig.Apply(storedYAML, eckconfig.Change{Key: eckconfig.KeyMetricsCertDir, Value: certDir})
+	localYAML, _, err := eckconfig.Apply(storedYAML, eckconfig.Change{Key: eck.MetricsCertDir.Name, Value: certDir})
 	if err != nil {
 		t.Fatal(err)
 	}
