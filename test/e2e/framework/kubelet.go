@@ -122,7 +122,14 @@ func RunPod(ctx context.Context, e *Env, opts PodOptions) (Served, error) {
 	// threads: keep this one until the operator is stopped.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	script := `mount --bind "$0" /tmp && exec "$@"`
+	script := `mount --rbind "$0" /tmp && exec "$@"`
+	if dir := filepath.Dir(bin); strings.HasPrefix(dir, podRoot+"/") {
+		// The binary itself lies under /tmp (a clone in /tmp): keep it in sight.
+		if err := os.MkdirAll(filepath.Join(stage, stagePath(dir)), 0o755); err != nil {
+			return Served{}, err
+		}
+		script = fmt.Sprintf(`mount --bind %q "$0"/%q && %s`, dir, stagePath(dir), script)
+	}
 	p, err := startProcess(e, "eck-operator", opts.LogName, "/usr/bin/unshare", append([]string{"--mount", "--propagation", "private", "/bin/sh", "-c", script, stage}, argv...), environ)
 	if err != nil {
 		return Served{}, err
