@@ -110,7 +110,14 @@ var (
 func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("eck-operator-"+strings.ToLower(r.Kind)).
-		For(r.newObject()).
+		// ECK operators, and workloads that carry the guard's status (an operator that is no
+		// longer recognisable must not keep a "secured" of earlier days): no reconcile for
+		// every other StatefulSet of the cluster.
+		For(r.newObject(), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			_, _, ok := eck.FromObject(o)
+			_, annotated := o.GetAnnotations()[keys.AnnotationStatus]
+			return ok || annotated
+		}))).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.operatorsInNamespace))
 	if _, err := mgr.GetRESTMapper().RESTMapping(certificateGVK.GroupKind(), certificateGVK.Version); err == nil {
@@ -178,7 +185,13 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	op, tmpl, ok := eck.FromObject(sts)
-	if !ok || !sts.GetDeletionTimestamp().IsZero() {
+	if !sts.GetDeletionTimestamp().IsZero() {
+		return reconcile.Result{}, nil
+	}
+	if !ok {
+		if _, annotated := sts.GetAnnotations()[keys.AnnotationStatus]; annotated {
+			return reconcile.Result{}, r.setStatus(ctx, sts, "not guarded: no longer an ECK operator the guard can recognise (another image, or not ECK's manager)")
+		}
 		return reconcile.Result{}, nil
 	}
 	in, err := cluster.Input(ctx, r.Lookup, sts.GetNamespace(), cluster.Workload{Operator: op, Template: tmpl, Annotations: sts.GetAnnotations()}, r.Options.Defaults)

@@ -561,3 +561,22 @@ func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileNoLongerAnOperator: a workload the guard secured, then changed into one it
+// cannot recognise (another image), does not keep its "secured".
+func TestReconcileNoLongerAnOperator(t *testing.T) {
+	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
+	f.reconcile(t, "elastic-operator")
+	if got := status(f.statefulSet(t)); got != statusSecured {
+		t.Fatalf("status %q, want %q", got, statusSecured)
+	}
+	sts := f.statefulSet(t)
+	sts.Spec.Template.Spec.Containers[0].Image = "docker.io/library/busybox:1.37"
+	if err := f.c.Update(context.Background(), sts); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, "elastic-operator")
+	if got := status(f.statefulSet(t)); !strings.HasPrefix(got, "not guarded: no longer an ECK operator") {
+		t.Errorf("status %q, want it to say the workload is no longer guarded", got)
+	}
+}
