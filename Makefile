@@ -13,6 +13,7 @@ include test/tools/controlplane.mk
 include test/tools/certmanager.mk
 include test/tools/eck.mk
 include test/tools/packaging.mk
+include test/tools/eckcharts.mk
 include test/tools/demo.mk
 
 .PHONY: all
@@ -50,16 +51,25 @@ manifests: $(CONTROLLER_GEN) ## Generate the API's deepcopy code, the CRDs in co
 verify-manifests: manifests ## Fail if the generated files differ from what is committed.
 	@test -z "$$(git status --porcelain -- config/ charts/ internal/api/)" || { git status --short -- config/ charts/ internal/api/; git diff -- config/ charts/ internal/api/; echo "generated files are out of date: run make manifests and commit"; exit 1; }
 
+# Every test event of the last `make test` (go test -json), which the summary is made from.
+TEST_JSON ?= $(CURDIR)/testbin/test.json
+# Packages whose tests may never skip: the end-to-end suites (and their framework).
+GO_MODULE = $(shell go list -m)
+NO_SKIPS  = $(GO_MODULE)/test/
+
 .PHONY: test
-test: controlplane cert-manager eck-operator helm lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver.
-	go test -count=1 ./...
+test: controlplane cert-manager eck-operator helm eck-manifests gotestsum lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
+	@mkdir -p $(dir $(TEST_JSON))
+	@status=0; $(GOTESTSUM) --format pkgname --jsonfile $(TEST_JSON) -- -count=1 ./... || status=$$?; \
+	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) -trim $(GO_MODULE)/ $(TEST_JSON) || status=1; \
+	exit $$status
 
 .PHONY: test-unit
-test-unit: ## Run the tests that need no control plane.
+test-unit: eck-manifests ## Run the tests that need no control plane (with the rendered ECK manifests).
 	go test ./internal/... ./cmd/...
 
 .PHONY: golden
-golden: ## Rewrite the golden files from the current output (review the diff!).
+golden: eck-manifests ## Rewrite the golden files from the current output (review the diff!).
 	UPDATE_GOLDEN=1 go test ./internal/render/...
 
 .PHONY: fuzz

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -136,7 +137,9 @@ func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Worklo
 
 // Transform keeps the cache small: it drops managed fields everywhere, the pod template
 // of workloads that are not ECK operators, and the data of ConfigMaps that hold no
-// eck.yaml. Use it as the cache's DefaultTransform.
+// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData)
+// and those holding eck.yaml settings under another name (eck.LooksLikeConfig).
+// Use it as the cache's DefaultTransform.
 func Transform(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)
@@ -153,8 +156,25 @@ func Transform(obj any) (any, error) {
 		}
 		o.Status = appsv1.DeploymentStatus{}
 	case *corev1.ConfigMap:
-		if _, ok := eck.ConfigKeyOf(o); !ok {
-			o.Data, o.BinaryData = nil, nil
+		_, config := eck.ConfigKeyOf(o)
+		if _, ok := o.Labels[meta.LabelConfigOf]; !ok && !config {
+			kept := eck.EnvData(o.Data)
+			for k, v := range o.Data {
+				if eck.LooksLikeConfig(v) { // an eck.yaml a workload mounts from a key of another name
+					if kept == nil {
+						kept = map[string]string{}
+					}
+					kept[k] = v
+				}
+			}
+			o.Data, o.BinaryData = kept, nil
+			// A key missing from this copy may exist: the model says unknown, not absent.
+			annotations := o.GetAnnotations()
+			if annotations == nil {
+				annotations = map[string]string{}
+			}
+			annotations[eck.TrimmedAnnotation] = "true"
+			o.SetAnnotations(annotations)
 		}
 	}
 	return obj, nil
@@ -173,6 +193,19 @@ func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults
 		if in.ConfigMap, err = l.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
 			return in, err
 		}
+	}
+	for _, name := range eck.ConfigMapRefs(w.Template, w.Operator.ContainerIndex) {
+		if _, done := in.ConfigMaps[name]; done || name == w.Operator.ConfigMapName {
+			continue
+		}
+		cm, err := l.ConfigMap(ctx, namespace, name)
+		if err != nil {
+			return in, err
+		}
+		if in.ConfigMaps == nil {
+			in.ConfigMaps = map[string]*corev1.ConfigMap{}
+		}
+		in.ConfigMaps[name] = cm
 	}
 	return in, nil
 }

@@ -1,115 +1,56 @@
-// Package compliance checks an ECK operator against the end state of DESIGN.md, one
-// finding per point that is not met. Tests of every front door use it, and so can reports.
+// Package compliance checks an ECK operator against the end state (the README's table), one
+// finding per point that is not met, from the settings ECK will actually read. The policy
+// status uses it, and so do the tests of every front door.
 package compliance
 
 import (
 	"fmt"
-	"path"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
 
-// Operator checks points 1 and 2 of the end state: eck.yaml turns secure metrics on, and
-// the pod template declares the port and mounts a required TLS Secret where ECK reads it.
-// It returns the metrics port and the findings; no findings means compliant.
+// Operator checks points 1 and 2 of the end state, with cm as the only ConfigMap there is
+// (see Check). It returns the metrics port and the findings; no findings means compliant.
 func Operator(op *eck.Operator, tmpl *corev1.PodTemplateSpec, cm *corev1.ConfigMap) (int, []string) {
-	var findings []string
-	if cm == nil {
-		return 0, []string{fmt.Sprintf("ConfigMap %s with eck.yaml not found", op.ConfigMapName)}
-	}
-	cfg, err := eckconfig.Parse(cm.Data[op.ConfigKey])
-	if err != nil {
-		return 0, []string{fmt.Sprintf("ConfigMap %s key %s: %v", cm.Name, op.ConfigKey, err)}
-	}
-	port, _, err := cfg.Int(eckconfig.KeyMetricsPort)
-	if err != nil || port == 0 {
-		findings = append(findings, "eck.yaml: metrics-port is not set")
-	}
-	if secure, _, err := cfg.Bool(eckconfig.KeyMetricsSecure); err != nil || !secure {
-		findings = append(findings, "eck.yaml: metrics-secure is not true")
-	}
-	certDir := eckconfig.DefaultMetricsCertDir
-	if v, ok := cfg.String(eckconfig.KeyMetricsCertDir); ok {
-		certDir = path.Clean(v)
-	}
+	v, findings := Check(op, tmpl, func(name string) *corev1.ConfigMap {
+		if cm != nil && cm.Name == name {
+			return cm
+		}
+		return nil
+	})
+	return v.Port, findings
+}
 
+// Check judges points 1 and 2 of the end state from what ECK will read (eck.Judge): secure
+// metrics on, a fixed port, the TLS Secret mounted where ECK reads the certificate, and the
+// container port the metrics Service targets. Each finding names the source that wins.
+func Check(op *eck.Operator, tmpl *corev1.PodTemplateSpec, configMaps eck.ConfigMaps) (eck.Verdict, []string) {
+	if op.Unknown != "" {
+		return eck.Verdict{Exposure: eck.ExposureUnknown}, []string{"unknown: the guard cannot tell what ECK reads: " + op.Unknown}
+	}
+	v := eck.Judge(op, tmpl, eck.Resolve(tmpl, op.ContainerIndex, configMaps))
+	var findings []string
+	for _, r := range v.Reasons {
+		findings = append(findings, string(v.Exposure)+": "+r)
+	}
+	if v.Exposure == eck.ExposureNone {
+		return v, findings
+	}
 	c := tmpl.Spec.Containers[op.ContainerIndex]
-	findings = append(findings, overrides(c, port, certDir)...)
 	declared := -1
 	for _, p := range c.Ports {
 		if p.Name == meta.PortName {
 			declared = int(p.ContainerPort)
 		}
 	}
-	if declared != port {
-		findings = append(findings, fmt.Sprintf("container %s: port %q is %d, eck.yaml metrics-port is %d", c.Name, meta.PortName, declared, port))
+	if v.Port != 0 && declared != v.Port {
+		findings = append(findings, fmt.Sprintf("container %s: port %q is %d, and ECK serves metrics on %d", c.Name, meta.PortName, declared, v.Port))
 	}
-	mounted := false
-	for _, m := range c.VolumeMounts {
-		if m.Name == meta.VolumeName && path.Clean(m.MountPath) == certDir && m.ReadOnly {
-			mounted = true
-		}
-	}
-	if !mounted {
-		findings = append(findings, fmt.Sprintf("container %s: volume %s is not mounted read-only at %s", c.Name, meta.VolumeName, certDir))
-	}
-	secret := false
-	for _, v := range tmpl.Spec.Volumes {
-		if v.Name == meta.VolumeName && v.Secret != nil && v.Secret.SecretName != "" && (v.Secret.Optional == nil || !*v.Secret.Optional) {
-			secret = true
-		}
-	}
-	if !secret {
-		findings = append(findings, fmt.Sprintf("volume %s is not a required Secret", meta.VolumeName))
-	}
-	return port, findings
-}
-
-// overrides finds environment variables and flags of the manager container that ECK reads
-// ahead of eck.yaml and that turn secure metrics off, or move the port or the cert dir.
-func overrides(c corev1.Container, port int, certDir string) []string {
-	var findings []string
-	check := func(where, key, value string) {
-		switch key {
-		case eckconfig.KeyMetricsSecure:
-			if on, err := strconv.ParseBool(value); err != nil || !on {
-				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, over eck.yaml", c.Name, where, key, value))
-			}
-		case eckconfig.KeyMetricsPort:
-			if value != strconv.Itoa(port) {
-				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, over eck.yaml's %d", c.Name, where, key, value, port))
-			}
-		case eckconfig.KeyMetricsCertDir:
-			if path.Clean(value) != certDir {
-				findings = append(findings, fmt.Sprintf("container %s: %s sets %s to %q, not %s where the certificate is", c.Name, where, key, value, certDir))
-			}
-		}
-	}
-	for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort, eckconfig.KeyMetricsCertDir} {
-		name := strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
-		for _, e := range c.Env {
-			switch {
-			case e.Name != name:
-			case e.ValueFrom != nil:
-				findings = append(findings, fmt.Sprintf("container %s: env %s takes %s from elsewhere (valueFrom), over eck.yaml", c.Name, name, key))
-			default:
-				check("env "+name, key, e.Value)
-			}
-		}
-		for _, a := range c.Args {
-			if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), key+"="); ok && strings.HasPrefix(a, "-") {
-				check("flag --"+key, key, v)
-			}
-		}
-	}
-	return findings
+	return v, findings
 }
 
 // Service checks point 4: a Service labelled for ServiceMonitors selects the operator's

@@ -7,9 +7,10 @@ import (
 
 // Outcomes of a reconcile of a guarded operator.
 const (
-	stateSecured = "secured"
-	stateWaiting = "waiting_for_certificate"
-	stateInvalid = "invalid_settings"
+	stateSecured    = "secured"
+	stateWaiting    = "waiting_for_certificate"
+	stateNotSecured = "not_secured"
+	stateInvalid    = "invalid_settings"
 )
 
 // operators counts reconciles of guarded operators by outcome, on the guard's own

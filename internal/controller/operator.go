@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -33,6 +35,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
@@ -182,11 +185,18 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	d := policy.Decide(in)
+	if err := r.liveConfigMaps(ctx, &in); err != nil {
+		return reconcile.Result{}, err
+	}
+	res, ferr := engine.Secure(in)
+	d := res.Decision
+	if ferr != nil {
+		d.Errs = append(d.Errs, ferr)
+	}
 	if len(d.Errs) > 0 {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidSettings", "Reconcile", "not secured: %v", d.Errs.ToAggregate())
 		operators.WithLabelValues(stateInvalid).Inc()
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, r.setStatus(ctx, sts, "not secured: invalid settings: "+d.Errs.ToAggregate().Error())
 	}
 	if len(d.Denied) > 0 {
 		// An Enforce policy would deny this object today; it was admitted before the policy
@@ -194,17 +204,24 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "PolicyViolation", "Reconcile", "secured anyway: %v", d.Denied.ToAggregate())
 	}
 	if d.Plan == nil {
-		if d.Guarded {
-			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
-		}
 		log.V(1).Info("left alone", "reason", d.Skip)
-		return reconcile.Result{}, nil
+		if !d.Guarded {
+			// An operator the guard no longer guards keeps no "secured" of earlier days.
+			if _, annotated := sts.GetAnnotations()[keys.AnnotationStatus]; annotated {
+				return reconcile.Result{}, r.setStatus(ctx, sts, "not guarded: "+d.Skip)
+			}
+			return reconcile.Result{}, nil
+		}
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "Unsupported", "Reconcile", "%s", d.Skip)
+		return reconcile.Result{}, r.setStatus(ctx, sts, "not secured: "+engine.Judge(in).String())
 	}
 	plan := d.Plan
 	opts := r.Options.covered(in.Coverage)
 
-	if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, plan); err != nil {
-		return reconcile.Result{}, err
+	if !plan.Flags {
+		if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, res); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	// The companions only with an opt-in of someone allowed to make it (no confused deputy:
 	// docs/design/20261201-confused-deputy.md); the auth-delegator binding's subjects follow
@@ -222,8 +239,14 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 		if opts.ServiceMonitor {
 			if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-				if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+				monitored, err := r.monitored(ctx, service)
+				if err != nil {
 					return reconcile.Result{}, err
+				}
+				if !monitored {
+					if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
+						return reconcile.Result{}, err
+					}
 				}
 			}
 		}
@@ -235,11 +258,19 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// The status is the verdict on what the guard leaves: never "secured" unless what ECK
+	// will read proves it.
 	status := statusSecured
-	if waiting {
+	switch {
+	case !res.Verdict.Secured():
+		status = "not secured: " + res.Verdict.String()
+		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
+			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotSecured", "Reconcile", "%s", res.Verdict)
+		}
+	case waiting:
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
-	if !entitled {
+	if !entitled && res.Verdict.Secured() {
 		status = "operator secured; " + notEntitled
 		if waiting {
 			status = fmt.Sprintf("waiting for certificate Secret %s; %s", plan.SecretName, notEntitled)
@@ -248,7 +279,7 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)
 		}
 	}
-	if err := r.healWorkload(ctx, sts, op, plan, status); err != nil {
+	if err := r.healWorkload(ctx, sts, res, status); err != nil {
 		return reconcile.Result{}, err
 	}
 	if waiting && entitled {
@@ -256,63 +287,102 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		operators.WithLabelValues(stateWaiting).Inc()
 		return reconcile.Result{RequeueAfter: waitForSecret}, nil
 	}
-	if !entitled {
-		operators.WithLabelValues(stateWaiting).Inc()
+	if status != statusSecured {
+		operators.WithLabelValues(stateNotSecured).Inc()
 		return reconcile.Result{}, nil
 	}
 	operators.WithLabelValues(stateSecured).Inc()
 	return reconcile.Result{}, nil
 }
 
-// healWorkload applies the plan to the stored pod template (what the webhook would have
-// done) and records the status annotation, with a JSON patch of exactly those changes.
-func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan, status string) error {
-	before := sts.DeepCopyObject().(client.Object)
-	_, tmpl, _ := eck.FromObject(sts)
-	healed := mutate.PodTemplate(tmpl, op, plan)
-	if sts.GetAnnotations()[keys.AnnotationStatus] != status {
-		annotations := sts.GetAnnotations()
+// liveConfigMaps replaces the cache's copies of the ConfigMaps the operator reads with the API
+// server's: the cache keeps only part of most ConfigMaps' data, and the status must judge
+// the file ECK reads, not a copy without it.
+func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Input) error {
+	get := func(name string) (*corev1.ConfigMap, error) {
+		cm := &corev1.ConfigMap{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: in.Operator.Namespace, Name: name}, cm)
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return cm, err
+	}
+	var err error
+	if name := in.Operator.ConfigMapName; name != "" {
+		// The ConfigMap the controller edits: from the API server, to patch what is there.
+		if in.ConfigMap, err = get(name); err != nil {
+			return err
+		}
+	}
+	for name, cm := range in.ConfigMaps {
+		if cm != nil && eck.Trimmed(cm) {
+			if in.ConfigMaps[name], err = get(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setStatus records the status annotation alone.
+func (r *OperatorReconciler) setStatus(ctx context.Context, obj client.Object, status string) error {
+	return r.patchWorkload(ctx, obj, status, nil)
+}
+
+// patchWorkload writes the status annotation, and the pod template tmpl if not nil, with a
+// JSON patch of exactly those changes.
+func (r *OperatorReconciler) patchWorkload(ctx context.Context, obj client.Object, status string, tmpl *corev1.PodTemplateSpec) error {
+	before := obj.DeepCopyObject().(client.Object)
+	if tmpl != nil {
+		_, stored, _ := eck.FromObject(obj)
+		*stored = *tmpl
+	}
+	if obj.GetAnnotations()[keys.AnnotationStatus] != status {
+		annotations := obj.GetAnnotations()
 		if annotations == nil {
 			annotations = map[string]string{}
 		}
 		annotations[keys.AnnotationStatus] = status
-		sts.SetAnnotations(annotations)
+		obj.SetAnnotations(annotations)
 	}
-	if err := r.patch(ctx, before, sts); err != nil {
-		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, sts.GetNamespace(), sts.GetName(), err)
+	if err := r.patch(ctx, before, obj); err != nil {
+		return fmt.Errorf("failed to patch %s %s/%s: %w", r.Kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// healWorkload writes the secured pod template of res (what the webhook would have done)
+// and records the status annotation, with a JSON patch of exactly those changes.
+func (r *OperatorReconciler) healWorkload(ctx context.Context, sts client.Object, res engine.Result, status string) error {
+	plan := res.Decision.Plan
+	wasSecured := sts.GetAnnotations()[keys.AnnotationStatus] == statusSecured
+	healed := res.TemplateChanged
+	if err := r.patchWorkload(ctx, sts, status, res.Template); err != nil {
+		return err
 	}
 	if healed {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "PodTemplateSecured", "Reconcile", "metrics port %d; TLS Secret %q mounted at %s", plan.Port, plan.SecretName, plan.CertDir)
 	}
-	if status == statusSecured && before.GetAnnotations()[keys.AnnotationStatus] != statusSecured {
+	if status == statusSecured && !wasSecured {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "Secured", "Reconcile", "metrics on port %d over TLS with token authentication", plan.Port)
 	}
 	return nil
 }
 
-func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Object, op *eck.Operator, cm *corev1.ConfigMap, plan *policy.Plan) error {
-	if cm == nil {
+// healConfigMap writes the secured ConfigMap of res over live, the API server's copy it was
+// computed from (what the webhook would have done), with a JSON patch of exactly the change.
+func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Object, op *eck.Operator, live *corev1.ConfigMap, res engine.Result) error {
+	switch {
+	case live == nil:
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "ConfigMapMissing", "Reconcile", "ConfigMap %s with %s not found", op.ConfigMapName, op.ConfigKey)
 		return nil
-	}
-	// The cache holds the ConfigMap; patch a fresh copy read from the API server.
-	live := &corev1.ConfigMap{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(cm), live); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	before := live.DeepCopy()
-	changed, err := mutate.ConfigMap(live, op.ConfigKey, plan)
-	if err != nil {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "InvalidConfig", "Reconcile", "%v", err)
+	case !res.ConfigMapChanged || res.ConfigMap == nil:
 		return nil
 	}
-	if !changed {
-		return nil
-	}
-	if err := r.patch(ctx, before, live); err != nil {
+	if err := r.patch(ctx, live, res.ConfigMap); err != nil {
 		return fmt.Errorf("failed to patch ConfigMap %s/%s: %w", live.Namespace, live.Name, err)
 	}
-	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, plan.Port)
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, "ConfigSecured", "Reconcile", "eck.yaml in ConfigMap %s: metrics-port %d, metrics-secure true", live.Name, res.Decision.Plan.Port)
 	return nil
 }
 
@@ -367,6 +437,43 @@ func (r *OperatorReconciler) applyIfServed(ctx context.Context, sts client.Objec
 		return err
 	}
 	return r.apply(ctx, sts, obj, true)
+}
+
+// madeByGuard reports whether the guard created obj.
+func madeByGuard(obj client.Object) bool {
+	return obj.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue
+}
+
+// monitored reports whether a ServiceMonitor not made by the guard already selects svc
+// (ECK's chart in its secure mode makes one): the guard adds none beside it, which would
+// scrape the operator twice, as inject adds none. False when ServiceMonitors are not served.
+func (r *OperatorReconciler) monitored(ctx context.Context, svc *corev1.Service) (bool, error) {
+	if _, err := r.Client.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(serviceMonitorGVK.GroupVersion().WithKind("ServiceMonitorList"))
+	if err := r.Client.List(ctx, list, client.InNamespace(svc.Namespace)); err != nil {
+		return false, fmt.Errorf("failed to list ServiceMonitors in %s: %w", svc.Namespace, err)
+	}
+	for _, sm := range list.Items {
+		if madeByGuard(&sm) {
+			continue
+		}
+		var selector metav1.LabelSelector
+		m, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector")
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &selector) != nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // certificateMissing reports whether the pod would wait for the certificate Secret. The guard

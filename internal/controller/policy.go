@@ -240,9 +240,9 @@ func (r *PolicyReconciler) operators(ctx context.Context, namespace string) ([]v
 			out = append(out, entry)
 			continue
 		}
-		port, findings := compliance.Operator(w.Operator, w.Template, in.ConfigMap)
+		verdict, findings := compliance.Check(w.Operator, w.Template, in.ConfigMapGetter())
 		if len(findings) == 0 {
-			findings = compliance.Service(w.Operator, port, services.Items)
+			findings = compliance.Service(w.Operator, verdict.Port, services.Items)
 		}
 		if s, ok := w.Annotations[keys.AnnotationStatus]; ok && s != statusSecured {
 			findings = append(findings, "eck-metrics-guard: "+s) // e.g. waiting for its certificate Secret

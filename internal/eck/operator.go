@@ -1,14 +1,16 @@
-// Package eck recognises an Elastic (ECK) operator workload and reads what the guard needs
-// from it: its config ConfigMap, version, selector and ServiceAccount.
+// Package eck models what an Elastic (ECK) operator reads and serves, purely from its
+// objects: it recognises the workload, resolves the settings ECK will read (flags, env,
+// envFrom, the config file the kubelet materialises, defaults) with the source of each, and
+// judges the metrics endpoint from them.
 //
-// Recognition never relies on object names: an ECK operator is a workload whose container
-// "manager" runs "manager --config=<path>" from an image named eck-operator*.
+// Recognition never relies on object names: an ECK operator is a workload with a container
+// from an image named eck-operator* (the one named "manager" first) that runs ECK's manager.
+// What it cannot read it reports as unknown, and unknown is never secured.
 package eck
 
 import (
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 
@@ -22,17 +24,6 @@ import (
 // ignore it, so the guard does not pretend to secure them.
 var MinSecureVersion = version.MustParseGeneric("2.16.0")
 
-// Install says how an operator was installed; names of companion objects depend on it.
-type Install string
-
-// Install methods.
-const (
-	InstallManifest Install = "manifest" // Elastic's all-in-one operator.yaml
-	InstallHelm     Install = "helm"     // the eck-operator Helm chart
-	InstallOLM      Install = "olm"      // OperatorHub (a Deployment)
-	InstallUnknown  Install = "unknown"
-)
-
 // Operator is what the guard knows about one ECK operator workload.
 type Operator struct {
 	// Kind is StatefulSet or Deployment.
@@ -43,13 +34,16 @@ type Operator struct {
 	// ContainerIndex is the index of the "manager" container in the pod template.
 	ContainerIndex int
 
-	// ConfigPath is the value of --config, e.g. /conf/eck.yaml.
+	// ConfigPath is the last --config, e.g. /conf/eck.yaml; "" when there is none.
 	ConfigPath string
-	// ConfigMapName and ConfigKey locate eck.yaml: the ConfigMap volume mounted at
-	// dirname(ConfigPath), and basename(ConfigPath). ConfigMapName is empty when the
-	// config comes from something other than a ConfigMap volume.
+	// ConfigMapName and ConfigKey locate eck.yaml where the kubelet takes it from: the
+	// ConfigMap (of a ConfigMap or projected volume) and its key (in data or binaryData).
+	// ConfigMapName is empty when no ConfigMap provides the file.
 	ConfigMapName string
 	ConfigKey     string
+	// Unknown says why the guard cannot tell what the container runs or where its config
+	// comes from (then nothing it reports about the operator is secured).
+	Unknown string
 
 	// Version is the operator version from the image tag or the app.kubernetes.io/version
 	// label; nil when neither says.
@@ -60,7 +54,6 @@ type Operator struct {
 	Selector map[string]string
 	// ServiceAccount runs the operator; it needs system:auth-delegator in secure mode.
 	ServiceAccount string
-	Install        Install
 }
 
 // SupportsSecureMetrics reports whether the operator reads metrics-secure, and why not.
@@ -86,20 +79,30 @@ func FromDeployment(d *appsv1.Deployment) (op *Operator, ok bool) {
 }
 
 func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) (*Operator, bool) {
-	idx, configPath, ok := findManager(tmpl.Spec.Containers)
+	idx, e, ok := operatorContainer(tmpl)
 	if !ok {
-		return nil, false
+		return nil, false // the image, but not the operator: nothing is served
 	}
 	c := &tmpl.Spec.Containers[idx]
+	image := c.Image
+	if !IsOperatorImage(image) {
+		for _, ic := range tmpl.Spec.InitContainers {
+			if IsOperatorImage(ic.Image) {
+				image = ic.Image
+				break
+			}
+		}
+	}
 	op := &Operator{
 		Kind:           kind,
 		Namespace:      meta.Namespace,
 		Name:           meta.Name,
 		ContainerIndex: idx,
-		ConfigPath:     configPath,
-		ConfigKey:      path.Base(configPath),
 		ServiceAccount: tmpl.Spec.ServiceAccountName,
-		Install:        installOf(kind, meta.Labels),
+		Unknown:        e.CommandLine.Unknown,
+	}
+	if f := e.File; f != nil {
+		op.ConfigPath, op.ConfigMapName, op.ConfigKey = f.Path, f.ConfigMap, f.Key
 	}
 	if op.ServiceAccount == "" {
 		op.ServiceAccount = "default"
@@ -107,53 +110,44 @@ func fromWorkload(kind string, meta *metav1.ObjectMeta, selector *metav1.LabelSe
 	if selector != nil {
 		op.Selector = selector.MatchLabels
 	}
-	op.ConfigMapName = configMapAt(tmpl.Spec.Volumes, c.VolumeMounts, path.Dir(configPath))
-	op.Version = versionOf(c.Image, meta.Labels, tmpl.Labels)
+	op.Version = versionOf(image, meta.Labels, tmpl.Labels)
 	return op, true
 }
 
-// findManager returns the container that runs ECK's manager and its --config path.
-func findManager(containers []corev1.Container) (int, string, bool) {
-	for i := range containers {
-		c := &containers[i]
-		if c.Name != "manager" || !IsOperatorImage(c.Image) {
+// operatorContainer is the container that runs ECK's manager from the ECK image (or may: one
+// the guard cannot read): the one named manager first, else the first. A pod whose only such
+// container is a sidecar init container is an operator too, with the first container of the
+// image standing for it, and OtherManagers makes its verdict unknown.
+func operatorContainer(tmpl *corev1.PodTemplateSpec) (int, *Effective, bool) {
+	found, first := -1, -1
+	var effective *Effective
+	for i := range tmpl.Spec.Containers {
+		c := &tmpl.Spec.Containers[i]
+		if !IsOperatorImage(c.Image) {
 			continue
 		}
-		if p, ok := ConfigFlag(append(append([]string(nil), c.Command...), c.Args...)); ok {
-			return i, p, true
+		if first < 0 {
+			first = i
+		}
+		e := Resolve(tmpl, i, nil)
+		if e.CommandLine.NotManager != "" {
+			continue // a decoy: it serves nothing, and hides nothing either
+		}
+		if found < 0 || (c.Name == "manager" && tmpl.Spec.Containers[found].Name != "manager") {
+			found, effective = i, e
 		}
 	}
-	return 0, "", false
-}
-
-// ConfigFlag finds "manager" followed by a --config flag in a command line and returns
-// the config path.
-func ConfigFlag(argv []string) (string, bool) {
-	manager := false
-	for i, a := range argv {
-		if path.Base(a) == "manager" || a == "manager" {
-			manager = true
-			continue
+	if found < 0 {
+		if others := OtherManagers(tmpl, -1); len(others) > 0 {
+			// Only a sidecar init container runs the manager: an operator, which the guard
+			// cannot secure (it secures regular containers).
+			idx := max(first, 0)
+			e := Resolve(tmpl, idx, nil)
+			e.CommandLine = &CommandLine{Terminator: -1, Unknown: others[0] + "; the guard secures the operator in a regular container only"}
+			return idx, e, true
 		}
-		if !manager {
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "config" {
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(argv) {
-				return "", false
-			}
-			value = argv[i+1]
-		}
-		if value == "" || !path.IsAbs(value) {
-			return "", false
-		}
-		return path.Clean(value), true
 	}
-	return "", false
+	return found, effective, found >= 0
 }
 
 // IsOperatorImage reports whether an image reference names the ECK operator: its basename
@@ -200,59 +194,40 @@ func LabelVersion(labels map[string]string) *version.Version {
 	return v
 }
 
-// configMapAt returns the ConfigMap whose volume is mounted at dir.
-func configMapAt(volumes []corev1.Volume, mounts []corev1.VolumeMount, dir string) string {
-	for _, m := range mounts {
-		if path.Clean(m.MountPath) != dir || m.SubPath != "" {
-			continue
-		}
-		for _, v := range volumes {
-			if v.Name == m.Name && v.ConfigMap != nil {
-				return v.ConfigMap.Name
-			}
-		}
-	}
-	return ""
-}
-
-func installOf(kind string, labels map[string]string) Install {
-	switch {
-	case labels["app.kubernetes.io/managed-by"] == "Helm" || labels["helm.sh/chart"] != "":
-		return InstallHelm
-	case labels["control-plane"] == "elastic-operator":
-		return InstallManifest
-	case kind == "Deployment" && labels["olm.owner"] != "":
-		return InstallOLM
-	}
-	return InstallUnknown
-}
-
 // configMarkers are keys of eck.yaml; a ConfigMap value holding one of them at the start
 // of a line is taken for an ECK config even when its key is not eck.yaml.
-var configMarkers = []string{"operator-namespace:", "metrics-port:", "enable-webhook:", "ca-cert-validity:", "log-verbosity:"}
+var configMarkers = []string{"operator-namespace:", "metrics-port:", "metrics-secure:", "metrics-host:", "metrics-cert-dir:", "enable-webhook:", "ca-cert-validity:", "log-verbosity:"}
 
 // DefaultConfigKey is where ECK's manifests and Helm chart put the operator config.
 const DefaultConfigKey = "eck.yaml"
 
 // ConfigKeyOf returns the key of a ConfigMap that looks like an ECK operator config: the
-// key eck.yaml, or a *.yaml key holding eck.yaml settings. The webhook configuration's
+// key eck.yaml (in data or binaryData), or a *.yaml key holding eck.yaml settings. The webhook configuration's
 // matchConditions use the same test.
 func ConfigKeyOf(cm *corev1.ConfigMap) (string, bool) {
 	if _, ok := cm.Data[DefaultConfigKey]; ok {
 		return DefaultConfigKey, true
 	}
+	if _, ok := cm.BinaryData[DefaultConfigKey]; ok {
+		return DefaultConfigKey, true
+	}
 	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
-		text := cm.Data[key]
-		if !strings.HasSuffix(key, ".yaml") && !strings.HasSuffix(key, ".yml") {
-			continue
-		}
-		for _, m := range configMarkers {
-			if strings.HasPrefix(text, m) || strings.Contains(text, "\n"+m) {
-				return key, true
-			}
+		if (strings.HasSuffix(key, ".yaml") || strings.HasSuffix(key, ".yml")) && LooksLikeConfig(cm.Data[key]) {
+			return key, true
 		}
 	}
 	return "", false
+}
+
+// LooksLikeConfig reports whether text holds eck.yaml settings: a line that starts with one
+// of configMarkers. A workload may mount its eck.yaml from a key of any name (items).
+func LooksLikeConfig(text string) bool {
+	for _, m := range configMarkers {
+		if strings.HasPrefix(text, m) || strings.Contains(text, "\n"+m) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsOperatorConfig reports whether a ConfigMap is labelled as an ECK operator's own config, as

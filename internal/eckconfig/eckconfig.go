@@ -27,8 +27,6 @@ const (
 	KeyMetricsSecure = "metrics-secure"
 	// KeyMetricsCertDir is the directory holding tls.crt and tls.key for secure metrics.
 	KeyMetricsCertDir = "metrics-cert-dir"
-	// KeyProbesBindAddress is the health probe address, which the metrics port must not clash with.
-	KeyProbesBindAddress = "probes-bind-address"
 	// KeyWebhookPort is the admission webhook port, which the metrics port must not clash with.
 	KeyWebhookPort = "webhook-port"
 	// KeyDisableConfigWatch stops ECK from restarting itself when eck.yaml changes.
@@ -68,6 +66,9 @@ func (e *DuplicateKeyError) Error() string {
 // the settings ECK will see without knowing YAML. Keys match case-insensitively, as in viper.
 type Config struct {
 	entries []entry
+	// byFold indexes entries by their folded key, so that a lookup costs the same in a file
+	// of ten keys and in one of tens of thousands.
+	byFold map[string]int
 }
 
 // entry is one top-level key and its value.
@@ -84,7 +85,7 @@ func Parse(text string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{entries: d.entries}, nil
+	return &d.Config, nil
 }
 
 // Keys returns the top-level keys as written, in document order, so that reports can list
@@ -149,11 +150,8 @@ func (c *Config) scalarOf(key, want string) (string, bool, error) {
 }
 
 func (c *Config) lookup(key string) *entry {
-	fold := strings.ToLower(key)
-	for i := range c.entries {
-		if c.entries[i].fold == fold {
-			return &c.entries[i]
-		}
+	if i, ok := c.byFold[strings.ToLower(key)]; ok {
+		return &c.entries[i]
 	}
 	return nil
 }
@@ -210,17 +208,78 @@ func load(text string) (*document, error) {
 	return d, nil
 }
 
-// decodable decodes the document into a map, as ECK does, to refuse what ECK would refuse
-// below the top level, such as a duplicated nested key.
+// decodable refuses what ECK's loader (viper, with yaml.v3) would refuse below the top level,
+// such as a duplicated nested key, in time linear in the size of the document: yaml.v3's own
+// duplicate check compares every key of a mapping with every other, which a padded eck.yaml
+// of tens of thousands of keys turns into seconds. So duplicates are found here with a set
+// per mapping, and yaml.v3 decodes each top-level value on its own (for its other checks:
+// tags, merge keys) only when that value is small.
 func (d *document) decodable() error {
 	if d.root == nil {
 		return nil
 	}
-	var m map[string]any
-	if err := d.root.Decode(&m); err != nil {
-		return invalid(err)
+	for _, e := range d.entries {
+		if err := uniqueKeys(e.value, 0); err != nil {
+			return err
+		}
+		if size(e.value, maxDecoded) >= maxDecoded {
+			continue
+		}
+		var v any
+		if err := e.value.Decode(&v); err != nil {
+			return invalid(err)
+		}
 	}
 	return nil
+}
+
+// maxDecoded is the size of a top-level value, in nodes, above which yaml.v3 does not decode
+// it (its duplicate check is quadratic; uniqueKeys has done that part).
+const maxDecoded = 256
+
+// maxDepth bounds the nesting uniqueKeys follows, as yaml.v3's own decoder does.
+const maxDepth = 10000
+
+// uniqueKeys refuses a mapping, anywhere below n, with a key written twice. Aliases are not
+// followed: what they point to is checked where it is written.
+func uniqueKeys(n *yaml.Node, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: nested too deeply", ErrInvalidYAML)
+	}
+	if n.Kind == yaml.MappingNode {
+		seen := make(map[[3]string]int, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.ScalarNode {
+				id := [3]string{k.Tag, k.Value, ""}
+				if k.Tag == "!!merge" {
+					id[2] = fmt.Sprint(i) // several merge keys are allowed
+				}
+				if first, dup := seen[id]; dup {
+					return fmt.Errorf("%w: line %d: mapping key %q already defined at line %d", ErrInvalidYAML, k.Line, k.Value, first)
+				}
+				seen[id] = k.Line
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := uniqueKeys(c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// size counts the nodes of n, stopping at limit.
+func size(n *yaml.Node, limit int) int {
+	count := 1
+	for _, c := range n.Content {
+		if count >= limit {
+			break
+		}
+		count += size(c, limit-count)
+	}
+	return count
 }
 
 // index records the top-level entries of root and refuses duplicates.
@@ -231,18 +290,23 @@ func (d *document) index(root *yaml.Node) error {
 	if !d.flow && len(root.Content) > 0 {
 		d.indent = d.src.blockIndent(root)
 	}
-	seen := make(map[string]*yaml.Node, len(root.Content)/2)
+	d.byFold = make(map[string]int, len(root.Content)/2)
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key := root.Content[i]
 		name, ok := scalar(key)
 		if !ok {
 			return fmt.Errorf("%w: line %d: a top-level key must be a string", ErrInvalidYAML, key.Line)
 		}
-		fold := strings.ToLower(name)
-		if first, dup := seen[fold]; dup {
-			return &DuplicateKeyError{Key: name, FirstLine: first.Line, SecondLine: key.Line}
+		if key.Tag == "!!merge" {
+			// yaml.v3 merges the keys, and viper then folds their case in an order of its own:
+			// which value ECK reads cannot be told from the text.
+			return fmt.Errorf("%w: line %d: a merge key (<<) at the top level, whose keys ECK may read over the others", ErrUnsupported, key.Line)
 		}
-		seen[fold] = key
+		fold := strings.ToLower(name)
+		if first, dup := d.byFold[fold]; dup {
+			return &DuplicateKeyError{Key: name, FirstLine: d.entries[first].key.Line, SecondLine: key.Line}
+		}
+		d.byFold[fold] = len(d.entries)
 		d.entries = append(d.entries, entry{name: name, fold: fold, key: key, value: root.Content[i+1]})
 	}
 	return nil
@@ -296,4 +360,19 @@ func kindName(n *yaml.Node) string {
 func parseInt(s string) (int, error) {
 	n, err := strconv.ParseInt(s, 0, 0)
 	return int(n), err
+}
+
+// Value returns a top-level key's value decoded as viper decodes eck.yaml (with yaml.v3 into
+// an interface): a bool, an int, a float64, a string, or a list or map. It reports false when
+// the key is absent or null (ECK then uses its default).
+func (c *Config) Value(key string) (any, bool) {
+	e := c.lookup(key)
+	if e == nil || isNull(e.value) {
+		return nil, false
+	}
+	var v any
+	if err := resolve(e.value).Decode(&v); err != nil {
+		return nil, false
+	}
+	return v, true
 }

@@ -2,7 +2,6 @@ package eckconfig
 
 import (
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,25 +9,19 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
-)
 
-// fixturesDir holds the released ECK manifests, shared by the whole project.
-const fixturesDir = "../../../shared/fixtures/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
+)
 
 var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-// TestFixtures secures the eck.yaml of every real ECK manifest and checks that a line diff
-// shows only the metrics lines changed or added.
+// TestFixtures secures the eck.yaml of every real ECK manifest (package eckmanifests: ECK's
+// own chart rendered from the pinned modules, and ../shared/fixtures/eck when present) and
+// checks that a line diff shows only the metrics lines changed or added.
 func TestFixtures(t *testing.T) {
-	if _, err := os.Stat(fixturesDir); os.IsNotExist(err) {
-		t.Skipf("no ECK fixtures at %s: run the tests from a checkout next to ../shared", fixturesDir)
-	}
-	files, err := filepath.Glob(filepath.Join(fixturesDir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures in %s: %v", fixturesDir, err)
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
+	for _, m := range eckmanifests.ForTest(t) {
+		file := m.Path
+		t.Run(m.String(), func(t *testing.T) {
 			in := eckYAML(t, file)
 			cfg, err := Parse(in)
 			if err != nil {

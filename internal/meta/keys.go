@@ -1,6 +1,6 @@
 // Package meta holds every annotation and label key of eck-metrics-guard in one place.
 //
-// The annotation keys are the public contract with users (see DESIGN.md): they are
+// The annotation keys are the public contract with users (the README's Annotations section): they are
 // documented in the README and must never be renamed.
 package meta
 
@@ -46,6 +46,12 @@ const (
 	// LabelOperator names the guarded operator (its StatefulSet) on the objects made for it.
 	LabelOperator = "metrics-guard.eck.dev/operator"
 
+	// LabelConfigOf is set by the webhook and the controller on the ConfigMap a guarded
+	// operator reads its config file from, with the workload's name: the webhook's
+	// matchConditions then send every write of it (and of the object it replaces), whatever
+	// its content looks like, and the cache keeps its data.
+	LabelConfigOf = "metrics-guard.eck.dev/config-of"
+
 	// LabelOperatorNamespace is the guarded operator's namespace, on cluster-scoped objects.
 	LabelOperatorNamespace = "metrics-guard.eck.dev/operator-namespace"
 
@@ -73,6 +79,4 @@ const (
 	VolumeName = "tls-certificate"
 	// ServicePortName is the metrics Service's port name.
 	ServicePortName = "https"
-	// ManagerContainer is the name of ECK's operator container.
-	ManagerContainer = "manager"
 )

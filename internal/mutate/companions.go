@@ -13,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -129,7 +130,7 @@ func ServiceMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *m
 	endpoint := monitoringv1.Endpoint{
 		Port:            port,
 		Path:            "/metrics",
-		Scheme:          ptrTo(monitoringv1.Scheme("https")),
+		Scheme:          ptr.To(monitoringv1.Scheme("https")),
 		BearerTokenFile: ServiceAccountTokenFile,
 	}
 	endpoint.TLSConfig = &monitoringv1.TLSConfig{SafeTLSConfig: monitoringv1.SafeTLSConfig{
@@ -149,8 +150,6 @@ func ServiceMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *m
 		},
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // GrantsAuthDelegation reports whether rules allow creating TokenReviews and
 // SubjectAccessReviews, what system:auth-delegator grants and secure metrics need.

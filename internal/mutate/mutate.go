@@ -6,6 +6,8 @@ package mutate
 import (
 	"fmt"
 	"maps"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,18 +21,17 @@ import (
 )
 
 // PodTemplate secures the operator's pod template: the metrics container port, the TLS
-// Secret volume and its read-only mount, settings ECK would read from the environment or
-// flags ahead of eck.yaml, and the settings digest that restarts the pod when they change.
-// It reports whether anything changed.
-func PodTemplate(tmpl *corev1.PodTemplateSpec, op *eck.Operator, plan *policy.Plan) bool {
+// Secret volume and its read-only mount, the settings ECK reads ahead of eck.yaml (e, what
+// ECK reads from the template as it is), and the settings digest that restarts the pod when
+// they change. It reports whether anything changed.
+func PodTemplate(tmpl *corev1.PodTemplateSpec, op *eck.Operator, plan *policy.Plan, e *eck.Effective) bool {
 	c := &tmpl.Spec.Containers[op.ContainerIndex]
 	changed := upsertPort(c, plan.Port)
 	if plan.SecretName != "" {
 		changed = upsertSecretVolume(&tmpl.Spec, plan.SecretName) || changed
 		changed = upsertMount(c, plan.CertDir) || changed
 	}
-	changed = overrideEnv(c, plan) || changed
-	changed = overrideArgs(c, plan) || changed
+	changed = overrideSources(c, plan, e) || changed
 
 	hash := plan.Hash()
 	current, annotated := tmpl.Annotations[meta.AnnotationMetricsHash]
@@ -107,70 +108,154 @@ func upsertMount(c *corev1.Container, dir string) bool {
 	return true
 }
 
-// overrides are the metrics settings ECK also reads from environment variables and flags,
-// which take precedence over eck.yaml. Values set there are set to the plan's too.
-func overrides(plan *policy.Plan) map[string]string {
-	return map[string]string{
-		eckconfig.KeyMetricsPort:    strconv.Itoa(plan.Port),
-		eckconfig.KeyMetricsSecure:  "true",
-		eckconfig.KeyMetricsCertDir: plan.CertDir,
-	}
-}
-
-func overrideEnv(c *corev1.Container, plan *policy.Plan) bool {
+// overrideSources makes each setting the plan needs effective at the source ECK takes it
+// from, above eck.yaml (which ConfigMap edits): every flag that sets it is rewritten, and so
+// is every env entry with a value. An env entry that takes its value from elsewhere cannot
+// be rewritten, and a plan without a ConfigMap to edit (plan.Flags) has no file: then a flag,
+// which wins over both, is added. An envFrom source that may set the variable is outranked
+// by an explicit env entry, which is added.
+func overrideSources(c *corev1.Container, plan *policy.Plan, e *eck.Effective) bool {
 	changed := false
-	for key, want := range overrides(plan) {
-		name := strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+	for _, w := range plan.Settings() {
+		s := w.Setting
+		// ECK's default cert dir lies under TMPDIR: where the container sets one, eck.yaml
+		// (which does not name the default) cannot bring it back, a flag does.
+		v := e.Value(s)
+		moved := s == eck.MetricsCertDir && !w.InFile && v.Unknown == "" && v.Kind == eck.FromDefault && path.Clean(v.String()) != w.Value
+		if s == eck.MetricsCertDir && !w.InFile && !setAbove(e, s) && !moved {
+			continue // nothing above eck.yaml moves it, and eck.yaml need not name the default
+		}
+		if w.IfAbsent && v.Unknown == "" {
+			continue // the user's to choose; only a value nobody can know is pinned
+		}
+		flagged := false
+		for _, use := range e.CommandLine.Flags {
+			if use.Name != s.Name {
+				continue
+			}
+			flagged = true
+			if use.ValueUnknown == "" && sameSetting(s, use.Value, w.Value) {
+				continue
+			}
+			word := e.CommandLine.Words[use.ValueWord]
+			text := w.Value
+			if use.ValueWord == use.NameWord {
+				text = "--" + s.Name + "=" + w.Value
+			}
+			changed = setWord(c, word, text) || changed
+		}
+		needFlag := plan.Flags || moved
+		entry := false
 		for i := range c.Env {
-			e := &c.Env[i]
-			if e.Name == name && e.ValueFrom == nil && !sameSetting(key, e.Value, want) {
-				e.Value, changed = want, true
+			env := &c.Env[i]
+			if env.Name != s.Env() {
+				continue
 			}
+			entry = true
+			switch {
+			case env.ValueFrom != nil:
+				needFlag = true
+			case env.Value != w.Value && !sameSetting(s, env.Value, w.Value) || strings.Contains(env.Value, "$("):
+				env.Value, changed = w.Value, true
+			}
+		}
+		if !entry && e.EnvFromMaySet(s) {
+			c.Env, changed = append(c.Env, corev1.EnvVar{Name: s.Env(), Value: w.Value}), true
+		}
+		if needFlag && !flagged {
+			changed = addFlag(c, e.CommandLine, "--"+s.Name+"="+w.Value) || changed
 		}
 	}
 	return changed
 }
 
-func overrideArgs(c *corev1.Container, plan *policy.Plan) bool {
-	changed := false
-	for key, want := range overrides(plan) {
-		for i, a := range c.Args {
-			name, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
-			if ok && strings.HasPrefix(a, "-") && name == key && !sameSetting(key, value, want) {
-				c.Args[i], changed = a[:len(a)-len(value)]+want, true
-			}
-		}
+// setAbove reports whether a flag, an env entry or an envFrom source may set s.
+func setAbove(e *eck.Effective, s eck.Setting) bool {
+	if _, ok := e.CommandLine.Last(s.Name); ok {
+		return true
 	}
-	return changed
+	v := e.Value(s)
+	return v.Kind == eck.FromEnv || v.Kind == eck.FromEnvFrom || e.EnvFromMaySet(s) || v.Unknown != ""
+}
+
+// setWord writes text into the command line word w.
+func setWord(c *corev1.Container, w eck.Word, text string) bool {
+	list := &c.Args
+	if w.Field == "command" {
+		list = &c.Command
+	}
+	if w.Index < 0 || w.Index >= len(*list) || (*list)[w.Index] == text {
+		return false
+	}
+	(*list)[w.Index] = text
+	return true
+}
+
+// addFlag appends a flag to args, before a "--" that ends the flags. A "--" in the command
+// leaves no place for one; policy refuses that command line before a plan is made.
+func addFlag(c *corev1.Container, cl *eck.CommandLine, flag string) bool {
+	at := len(c.Args)
+	if t := cl.Terminator; t >= 0 {
+		w := cl.Words[t]
+		if w.Field != "args" {
+			return false
+		}
+		at = w.Index
+	}
+	c.Args = slices.Insert(c.Args, at, flag)
+	return true
 }
 
 // sameSetting compares values the way ECK reads them.
-func sameSetting(key, a, b string) bool {
-	if key == eckconfig.KeyMetricsSecure {
+func sameSetting(s eck.Setting, a, b string) bool {
+	switch s.Type {
+	case eck.Bool:
 		x, errX := strconv.ParseBool(a)
 		y, errY := strconv.ParseBool(b)
 		return errX == nil && errY == nil && x == y
+	case eck.Int:
+		return a == b
 	}
 	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
-// ConfigMap edits eck.yaml in place, keeping every other key, the order and the comments.
+// ConfigMap edits eck.yaml in place, where the key lives (data, or binaryData), keeping
+// every other key, the order and the comments.
 func ConfigMap(cm *corev1.ConfigMap, key string, plan *policy.Plan) (bool, error) {
-	text := cm.Data[key]
+	text, present := cm.Data[key]
+	b, binary := cm.BinaryData[key]
+	if !present && binary {
+		text = string(b)
+	}
 	out, changed, err := eckconfig.Apply(text, plan.ConfigChanges()...)
 	if err != nil {
 		return false, fmt.Errorf("ConfigMap %s/%s key %s: %w", cm.Namespace, cm.Name, key, err)
 	}
-	if !changed {
-		if _, present := cm.Data[key]; present {
-			return false, nil
-		}
+	switch {
+	case !changed && (present || binary):
+		return false, nil
+	case !present && binary:
+		cm.BinaryData[key] = []byte(out)
+		return true, nil
 	}
 	if cm.Data == nil {
 		cm.Data = map[string]string{}
 	}
 	cm.Data[key] = out
 	return true, nil
+}
+
+// ConfigMapLabel marks cm as the config of op (meta.LabelConfigOf), so that the webhook sees
+// its every write. It reports whether it changed anything.
+func ConfigMapLabel(cm *corev1.ConfigMap, op *eck.Operator) bool {
+	if cm.Labels[meta.LabelConfigOf] == op.Name {
+		return false
+	}
+	if cm.Labels == nil {
+		cm.Labels = map[string]string{}
+	}
+	cm.Labels[meta.LabelConfigOf] = op.Name
+	return true
 }
 
 // ServiceLabels are the labels that let a ServiceMonitor select an operator's metrics

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -81,7 +82,7 @@ func TestPodTemplate(t *testing.T) {
 		},
 		"optional secret becomes required": {
 			spec: func(s *corev1.PodSpec) {
-				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptrTo[int32](0o400)}}})
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptr.To[int32](0o400)}}})
 			},
 			check: func(t *testing.T, s *corev1.PodSpec) {
 				v := s.Volumes[1].Secret
@@ -137,7 +138,7 @@ func TestPodTemplate(t *testing.T) {
 			}
 			sts, op := operatorSTS(muts...)
 			original := sts.DeepCopy()
-			if !PodTemplate(&sts.Spec.Template, op, p) {
+			if !podTemplate(&sts.Spec.Template, op, p) {
 				t.Fatal("no change reported")
 			}
 			tc.check(t, &sts.Spec.Template.Spec)
@@ -145,7 +146,7 @@ func TestPodTemplate(t *testing.T) {
 				t.Error("the settings hash is not on the pod template")
 			}
 			once := sts.DeepCopy()
-			if PodTemplate(&sts.Spec.Template, op, p) || !equality.Semantic.DeepEqual(once, sts) {
+			if podTemplate(&sts.Spec.Template, op, p) || !equality.Semantic.DeepEqual(once, sts) {
 				t.Error("not idempotent")
 			}
 			if _, err := patch.Diff(original, sts); err != nil {
@@ -162,7 +163,7 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: meta.VolumeName, MountPath: plan.CertDir + "/", ReadOnly: true})
 		s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls"}}})
 	})
-	if PodTemplate(&sts.Spec.Template, op, plan) {
+	if podTemplate(&sts.Spec.Template, op, plan) {
 		t.Errorf("an already secured template was changed: %+v", sts.Spec.Template)
 	}
 	if _, ok := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]; ok {
@@ -172,11 +173,11 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 
 func TestPodTemplateHashFollowsSettings(t *testing.T) {
 	sts, op := operatorSTS()
-	PodTemplate(&sts.Spec.Template, op, plan)
+	podTemplate(&sts.Spec.Template, op, plan)
 	first := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]
 	moved := *plan
 	moved.Port = 8082
-	if !PodTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == first {
+	if !podTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == first {
 		t.Error("a new port did not change the pod template hash")
 	}
 }
@@ -282,4 +283,9 @@ func TestCompanions(t *testing.T) {
 	if ServiceMonitor(op, &policy.Plan{Port: 8081}, svc) != nil {
 		t.Error("a ServiceMonitor without a CA to verify against")
 	}
+}
+
+// podTemplate secures a template whose ConfigMaps are not needed.
+func podTemplate(tmpl *corev1.PodTemplateSpec, op *eck.Operator, plan *policy.Plan) bool {
+	return PodTemplate(tmpl, op, plan, eck.Resolve(tmpl, op.ContainerIndex, nil))
 }

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
 
@@ -23,13 +21,6 @@ type Coverage struct {
 	Mode   v1alpha1.Mode
 	// Defaults may share memory with the informer cache: read only.
 	Defaults v1alpha1.PolicyDefaults
-}
-
-// Cover returns the Coverage of a namespace, or nil when no policy selects it. A policy with
-// an invalid selector selects nothing (its status says why), and no policy covers kube-system
-// or a namespace labelled metrics-guard.eck.dev/exclude.
-func Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
-	return (*Selectors)(nil).Cover(policies, namespace, namespaceLabels)
 }
 
 // Selectors converts each policy's namespace selector once per generation of the policy,
@@ -67,7 +58,10 @@ func (s *Selectors) of(p *v1alpha1.MetricsSecurityPolicy) (labels.Selector, erro
 	return sel, err
 }
 
-// Cover is the package's Cover, with each selector converted once per policy generation.
+// Cover returns the Coverage of a namespace, or nil when no policy selects it. A policy with
+// an invalid selector selects nothing (its status says why), and no policy covers kube-system
+// or a namespace labelled metrics-guard.eck.dev/exclude. Each selector is converted once per
+// policy generation (a nil *Selectors converts on every call).
 func (s *Selectors) Cover(policies []v1alpha1.MetricsSecurityPolicy, namespace string, namespaceLabels map[string]string) *Coverage {
 	if Excluded(namespace, namespaceLabels) {
 		return nil
@@ -140,8 +134,8 @@ func (in Input) withPolicy() Defaults {
 	return d
 }
 
-// enforced reports whether a policy in Enforce mode covers the input.
-func (in Input) enforced() bool {
+// Enforced reports whether a policy in Enforce mode covers the input.
+func (in Input) Enforced() bool {
 	return in.Coverage != nil && in.Coverage.Mode == v1alpha1.ModeEnforce
 }
 
@@ -152,30 +146,6 @@ func (in Input) secures() bool {
 
 func (c *Coverage) String() string {
 	return fmt.Sprintf("MetricsSecurityPolicy %s (%s)", c.Policy, c.Mode)
-}
-
-// weakening finds what, in the operator's manager container, keeps secure metrics off in a way
-// the guard cannot fix: ECK reads METRICS_SECURE, METRICS_PORT and METRICS_CERT_DIR ahead of
-// eck.yaml, and a value taken from elsewhere (valueFrom) cannot be set by a patch.
-func weakening(in Input) field.ErrorList {
-	if in.Operator == nil || in.Template == nil || in.Operator.ContainerIndex >= len(in.Template.Spec.Containers) {
-		return nil
-	}
-	var errs field.ErrorList
-	i := in.Operator.ContainerIndex
-	envPath := field.NewPath("spec", "template", "spec").Child("containers").Index(i).Child("env")
-	for j, e := range in.Template.Spec.Containers[i].Env {
-		if e.ValueFrom == nil {
-			continue
-		}
-		for _, key := range []string{eckconfig.KeyMetricsSecure, eckconfig.KeyMetricsPort, eckconfig.KeyMetricsCertDir} {
-			if e.Name == strings.ToUpper(strings.ReplaceAll(key, "-", "_")) {
-				errs = append(errs, field.Forbidden(envPath.Index(j).Child("valueFrom"),
-					fmt.Sprintf("%s overrides eck.yaml's %s and the guard cannot set it; give it a value (it will be set to the secure one) or remove it", e.Name, key)))
-			}
-		}
-	}
-	return errs
 }
 
 // normalized is the input as policies see it. A ConfigMap whose operator is not known yet is
@@ -196,18 +166,16 @@ type violation struct {
 }
 
 // violations are what an Enforce policy forbids in the input's objects: an opt-out of the
-// workload or its ConfigMap (a namespace's is overridden, not denied), and settings that
-// weaken the end state where the guard cannot fix them.
+// workload or its ConfigMap (a namespace's is overridden, not denied). Settings that weaken
+// the endpoint are judged on the result of the mutation (engine.Admit), where the model
+// sees which source wins.
 func violations(in Input) []violation {
-	if !in.enforced() {
+	if !in.Enforced() {
 		return nil
 	}
 	var out []violation
 	if _, optedOut, _, _ := optedIn(in); optedOut != "" && optedOut != "namespace" {
 		out = append(out, violation{Holder(optedOut), optOutForbidden(in, optedOut)})
-	}
-	for _, e := range weakening(in) {
-		out = append(out, violation{HolderWorkload, e})
 	}
 	return out
 }

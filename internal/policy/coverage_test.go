@@ -54,7 +54,7 @@ func TestCover(t *testing.T) {
 				ns = "elastic-system"
 			}
 			got := ""
-			if c := Cover(tc.policies, ns, tc.labels); c != nil {
+			if c := (*Selectors)(nil).Cover(tc.policies, ns, tc.labels); c != nil {
 				got = c.Policy + "/" + string(c.Mode)
 			}
 			if got != tc.want {
@@ -91,12 +91,9 @@ func TestDecideUnderPolicy(t *testing.T) {
 		"enforce denies a ConfigMap opt-out": {mode: v1alpha1.ModeEnforce, cm: optOut, guarded: true, denied: "the ConfigMap may not opt out"},
 		"enforce overrides a namespace opt-out": {mode: v1alpha1.ModeEnforce, namespace: optOut, guarded: true,
 			warning: `MetricsSecurityPolicy platform (Enforce) overrides metrics-guard.eck.dev/secure: "false" on namespace elastic-system`},
-		"enforce denies METRICS_SECURE from elsewhere": {mode: v1alpha1.ModeEnforce, guarded: true,
-			env:    []corev1.EnvVar{{Name: "METRICS_SECURE", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Key: "secure"}}}},
-			denied: "spec.template.spec.containers[0].env[0].valueFrom: Forbidden: METRICS_SECURE overrides eck.yaml's metrics-secure"},
-		"mutate warns of METRICS_SECURE from elsewhere": {mode: v1alpha1.ModeMutate, guarded: true,
-			env:     []corev1.EnvVar{{Name: "METRICS_SECURE", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Key: "secure"}}}},
-			warning: "METRICS_SECURE overrides eck.yaml's metrics-secure"},
+		// A value from elsewhere is no longer denied: a flag, which wins, secures it (engine tests).
+		"enforce secures METRICS_SECURE from elsewhere": {mode: v1alpha1.ModeEnforce, guarded: true,
+			env: []corev1.EnvVar{{Name: "METRICS_SECURE", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Key: "secure"}}}}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

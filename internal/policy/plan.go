@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 )
@@ -45,10 +46,14 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 	if err != nil {
 		return nil, field.ErrorList{err}
 	}
+	dir := certDir(in, annotations, cfg)
+	if err := certDirClash(in, annotations, dir); err != nil {
+		return nil, field.ErrorList{err}
+	}
 	plan := &Plan{
 		Port:        port,
 		Host:        DefaultMetricsHost,
-		CertDir:     certDir(in, annotations, cfg),
+		CertDir:     dir,
 		SecretName:  existingSecret(in),
 		ServiceName: ServiceName(operatorName(in)),
 	}
@@ -108,7 +113,7 @@ func choosePort(in Input, annotations map[string]string, cfg *eckconfig.Config, 
 		return requested, nil
 	}
 	if cfg != nil {
-		if p, ok, err := cfg.Int(eckconfig.KeyMetricsPort); err == nil && ok && p >= MinPort && p <= MaxPort {
+		if p, ok, err := cfg.Int(eck.MetricsPort.Name); err == nil && ok && p >= MinPort && p <= MaxPort {
 			if _, taken := used[p]; !taken {
 				return p, nil
 			}
@@ -149,7 +154,7 @@ func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList
 			}
 		}
 	}
-	if _, set := configString(cfg, eckconfig.KeyWebhookPort); !set {
+	if _, set := configString(cfg, eck.WebhookPort.Name); !set {
 		if _, taken := used[defaultWebhookPort]; !taken {
 			used[defaultWebhookPort] = "ECK's default webhook-port"
 		}
@@ -158,7 +163,7 @@ func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList
 		return used, nil
 	}
 	for _, key := range cfg.Keys() {
-		if key == eckconfig.KeyMetricsPort || key == eckconfig.KeyMetricsHost {
+		if key == eck.MetricsPort.Name || key == eck.MetricsHost.Name {
 			continue
 		}
 		v, ok := cfg.String(key)
@@ -192,14 +197,61 @@ func certDir(in Input, annotations map[string]string, cfg *eckconfig.Config) str
 		return path.Clean(m.MountPath)
 	}
 	if cfg != nil {
-		if v, ok := cfg.String(eckconfig.KeyMetricsCertDir); ok && validateCertDir(v) == nil {
+		if v, ok := cfg.String(eck.MetricsCertDir.Name); ok && validateCertDir(v) == nil {
 			return v
 		}
 	}
 	if in.Defaults.CertDir != "" {
 		return in.Defaults.CertDir
 	}
-	return eckconfig.DefaultMetricsCertDir
+	return eck.DefaultMetricsCertDir
+}
+
+// certDirClash refuses a cert dir where the kubelet could not mount the TLS Secret: the
+// path of another mount of the container (the API server would refuse the pod template),
+// a parent of one (the Secret would hide it), or a path inside a ConfigMap, Secret or
+// projected volume, which the kubelet writes and a mount point cannot be made in.
+func certDirClash(in Input, annotations map[string]string, dir string) *field.Error {
+	if in.Operator == nil || in.Template == nil {
+		return nil
+	}
+	where := field.NewPath("cert-dir")
+	if _, ok := annotations[meta.AnnotationCertDir]; ok {
+		where = annotationPath(meta.AnnotationCertDir)
+	}
+	kinds := map[string]string{}
+	for _, v := range in.Template.Spec.Volumes {
+		switch {
+		case v.ConfigMap != nil:
+			kinds[v.Name] = "ConfigMap"
+		case v.Secret != nil:
+			kinds[v.Name] = "Secret"
+		case v.Projected != nil:
+			kinds[v.Name] = "projected"
+		case v.DownwardAPI != nil:
+			kinds[v.Name] = "downwardAPI"
+		}
+	}
+	c := &in.Template.Spec.Containers[in.Operator.ContainerIndex]
+	for _, m := range c.VolumeMounts {
+		if m.Name == meta.VolumeName {
+			continue
+		}
+		mp := path.Clean(m.MountPath)
+		var why string
+		switch {
+		case mp == dir:
+			why = fmt.Sprintf("volume %s is mounted there already", m.Name)
+		case strings.HasPrefix(mp, dir+"/"):
+			why = fmt.Sprintf("the certificate would hide volume %s, mounted at %s", m.Name, mp)
+		case strings.HasPrefix(dir, mp+"/") && kinds[m.Name] != "":
+			why = fmt.Sprintf("it is inside %s volume %s, mounted at %s, where no mount point can be made", kinds[m.Name], m.Name, mp)
+		}
+		if why != "" {
+			return field.Invalid(where, dir, "cannot mount the metrics certificate there: "+why+"; choose a directory of its own")
+		}
+	}
+	return nil
 }
 
 func tlsMount(in Input) *corev1.VolumeMount {

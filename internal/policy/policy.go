@@ -61,6 +61,9 @@ type Input struct {
 	ConfigMap *corev1.ConfigMap
 	// ConfigKey is the key of eck.yaml in ConfigMap; "" means Operator's, or eck.yaml.
 	ConfigKey string
+	// ConfigMaps are the other ConfigMaps the operator's container reads (envFrom,
+	// configMapKeyRef; eck.ConfigMapRefs), by name; nil for one that does not exist.
+	ConfigMaps map[string]*corev1.ConfigMap
 
 	Defaults Defaults
 	// Coverage is the MetricsSecurityPolicy that covers the namespace; nil when none does.
@@ -85,12 +88,15 @@ const (
 // with Denied the Plan is there, and the controller secures the operator anyway. Plan is nil
 // when nothing is to be done, and Skip says why.
 type Decision struct {
-	Guarded  bool
-	Plan     *Plan
-	Skip     string
-	Warnings []string
-	Errs     field.ErrorList
-	Denied   field.ErrorList
+	Guarded bool
+	Plan    *Plan
+	// Effective is what ECK reads from the operator's objects as they are (nil when only
+	// the ConfigMap is known); mutations use it to reach the sources that win.
+	Effective *eck.Effective
+	Skip      string
+	Warnings  []string
+	Errs      field.ErrorList
+	Denied    field.ErrorList
 }
 
 // deny records a violation of an Enforce policy: denied if the object under admission holds
@@ -124,6 +130,10 @@ type Plan struct {
 	Issuer *IssuerRef
 	// ServiceName is the metrics Service the guard creates when none exists.
 	ServiceName string
+	// Flags is set when no ConfigMap provides eck.yaml (no --config, or a file from a
+	// volume the guard cannot edit): the settings are then given as flags, which win over
+	// every other source.
+	Flags bool
 }
 
 // IssuerRef names a cert-manager issuer.
@@ -136,15 +146,53 @@ type IssuerRef struct {
 
 // ConfigChanges are the eck.yaml edits the plan needs.
 func (p *Plan) ConfigChanges() []eckconfig.Change {
-	changes := []eckconfig.Change{
-		{Key: eckconfig.KeyMetricsPort, Value: strconv.Itoa(p.Port)},
-		{Key: eckconfig.KeyMetricsHost, Value: p.Host, IfAbsent: true},
-		{Key: eckconfig.KeyMetricsSecure, Value: "true"},
-	}
-	if p.CertDir != eckconfig.DefaultMetricsCertDir {
-		changes = append(changes, eckconfig.Change{Key: eckconfig.KeyMetricsCertDir, Value: p.CertDir})
+	var changes []eckconfig.Change
+	for _, a := range p.Settings() {
+		if a.InFile {
+			changes = append(changes, eckconfig.Change{Key: a.Setting.Name, Value: a.Value, IfAbsent: a.IfAbsent})
+		}
 	}
 	return changes
+}
+
+// Assignment is a setting the plan makes effective, and its value.
+type Assignment struct {
+	Setting eck.Setting
+	Value   string
+	// InFile says eck.yaml gets it (IfAbsent: only when eck.yaml sets none); mutate also sets
+	// it at every source ECK reads ahead of eck.yaml.
+	InFile, IfAbsent bool
+}
+
+// Settings are what the plan makes effective, in the order eck.yaml gets them: the one list
+// the eck.yaml edit and the pod-template mutation both follow.
+func (p *Plan) Settings() []Assignment {
+	return []Assignment{
+		{Setting: eck.MetricsPort, Value: strconv.Itoa(p.Port), InFile: true},
+		{Setting: eck.MetricsHost, Value: p.Host, InFile: true, IfAbsent: true},
+		{Setting: eck.MetricsSecure, Value: "true", InFile: true},
+		{Setting: eck.MetricsCertDir, Value: p.CertDir, InFile: p.CertDir != eck.DefaultMetricsCertDir},
+	}
+}
+
+// ConfigMapGetter is how the model reads the input's ConfigMaps: the config file's, and the
+// others the container reads.
+func (in Input) ConfigMapGetter() eck.ConfigMaps {
+	return func(name string) *corev1.ConfigMap {
+		if in.ConfigMap != nil && in.ConfigMap.Name == name {
+			return in.ConfigMap
+		}
+		return in.ConfigMaps[name]
+	}
+}
+
+// Effective is what ECK reads from the input's objects, or nil when only the ConfigMap is
+// known.
+func (in Input) Effective() *eck.Effective {
+	if in.Operator == nil || in.Template == nil || in.Operator.ContainerIndex >= len(in.Template.Spec.Containers) {
+		return nil
+	}
+	return eck.Resolve(in.Template, in.Operator.ContainerIndex, in.ConfigMapGetter())
 }
 
 // Hash is a digest of the settings the operator reads only at start. It is the value of
@@ -170,7 +218,7 @@ func Decide(in Input) Decision {
 	}
 	switch {
 	case guarded:
-	case optedOut != "" && in.enforced():
+	case optedOut != "" && in.Enforced():
 		if optedOut == "namespace" {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, meta.AnnotationSecure, in.namespace()))
 		}
@@ -193,8 +241,14 @@ func Decide(in Input) Decision {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s/%s: %s; its metrics endpoint stays unauthenticated", in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, d.Skip))
 			return d
 		}
-		if in.Operator.ConfigMapName == "" {
-			d.Skip = fmt.Sprintf("left unchanged: no ConfigMap volume is mounted at %s, where --config=%s points", path.Dir(in.Operator.ConfigPath), in.Operator.ConfigPath)
+		if in.Operator.Unknown != "" {
+			d.Skip = "left unchanged: the guard cannot tell what ECK reads: " + in.Operator.Unknown
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s/%s: %s; its metrics endpoint may be open", in.Operator.Kind, in.Operator.Namespace, in.Operator.Name, d.Skip))
+			return d
+		}
+		d.Effective = in.Effective()
+		if t := d.Effective.CommandLine.Terminator; t >= 0 && d.Effective.CommandLine.Words[t].Field == "command" {
+			d.Skip = fmt.Sprintf("left unchanged: the container's command ends ECK's flags with \"--\" (%s), so no flag can be set", d.Effective.CommandLine.Words[t])
 			d.Warnings = append(d.Warnings, d.Skip)
 			return d
 		}
@@ -207,14 +261,10 @@ func Decide(in Input) Decision {
 	}
 
 	// What an Enforce policy forbids, on an operator it can secure (nothing is enforced on
-	// the others); without Enforce, the weakening settings are warnings.
+	// the others). Whether a write weakens the endpoint is judged on the result, by the
+	// engine.
 	for _, v := range violations(in) {
 		d.deny(in, v.holder, v.err)
-	}
-	if !in.enforced() {
-		for _, e := range weakening(in) {
-			d.Warnings = append(d.Warnings, e.Error())
-		}
 	}
 
 	cfg, err := parseConfig(in)
@@ -227,8 +277,16 @@ func Decide(in Input) Decision {
 		d.Errs = errs
 		return d
 	}
-	if host, ok := configString(cfg, eckconfig.KeyMetricsHost); ok && isLoopback(host) {
-		d.Warnings = append(d.Warnings, fmt.Sprintf("eck.yaml sets %s: %s, so scrapers cannot reach the metrics through the Service; remove it or set 0.0.0.0", eckconfig.KeyMetricsHost, host))
+	plan.Flags = in.Operator != nil && in.Operator.ConfigMapName == ""
+	if plan.Flags {
+		d.Warnings = append(d.Warnings, fmt.Sprintf("no ConfigMap provides ECK's config file (%s): the metrics settings are set as flags", configFileOf(in.Operator)))
+	}
+	if host := d.effectiveHost(cfg); host != "" {
+		if isLoopback(host) {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s is %s, so scrapers cannot reach the metrics through the Service; remove it or set 0.0.0.0", eck.MetricsHost.Name, host))
+		} else if why := eck.BindProblem(host); why != "" {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s is %s: %s; the operator cannot serve its metrics", eck.MetricsHost.Name, host, why))
+		}
 	}
 	if plan.SecretName == "" {
 		d.Warnings = append(d.Warnings, fmt.Sprintf("no certificate source: set %s or %s; until then the operator serves metrics with a self-signed certificate that scrapers cannot verify", meta.AnnotationTLSSecret, meta.AnnotationIssuer))
@@ -237,8 +295,8 @@ func Decide(in Input) Decision {
 	return d
 }
 
-// ConfigKey is where eck.yaml lives in the input's ConfigMap.
-func (in Input) configKey() string {
+// Key is where eck.yaml lives in the input's ConfigMap.
+func (in Input) Key() string {
 	switch {
 	case in.ConfigKey != "":
 		return in.ConfigKey
@@ -248,12 +306,41 @@ func (in Input) configKey() string {
 	return "eck.yaml"
 }
 
+// configFileOf describes where an operator's config file comes from, for messages.
+func configFileOf(op *eck.Operator) string {
+	if op.ConfigPath == "" {
+		return "no --config flag"
+	}
+	return "--config=" + op.ConfigPath
+}
+
+// effectiveHost is the metrics host ECK will bind, from the sources above eck.yaml, else
+// from eck.yaml as it is; "" when unknown or unset.
+func (d *Decision) effectiveHost(cfg *eckconfig.Config) string {
+	if d.Effective != nil {
+		if v := d.Effective.Value(eck.MetricsHost); v.Unknown == "" && v.Kind != eck.FromDefault && v.Kind != eck.FromFile {
+			return v.String()
+		}
+	}
+	host, _ := configString(cfg, eck.MetricsHost.Name)
+	return host
+}
+
+// configText is the text of the input's eck.yaml, from data or binaryData.
+func (in Input) configText(key string) (string, bool) {
+	if text, ok := in.ConfigMap.Data[key]; ok {
+		return text, true
+	}
+	b, ok := in.ConfigMap.BinaryData[key]
+	return string(b), ok
+}
+
 func parseConfig(in Input) (*eckconfig.Config, *field.Error) {
 	if in.ConfigMap == nil {
 		return nil, nil
 	}
-	key := in.configKey()
-	text, ok := in.ConfigMap.Data[key]
+	key := in.Key()
+	text, ok := in.configText(key)
 	if !ok {
 		return nil, nil
 	}

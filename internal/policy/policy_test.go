@@ -215,7 +215,7 @@ func TestUnsupportedOperators(t *testing.T) {
 func TestLoopbackHostWarns(t *testing.T) {
 	op, tmpl := operator()
 	d := Decide(Input{NamespaceAnnotations: secureTrue, Operator: op, Template: tmpl, ConfigMap: config("metrics-host: 127.0.0.1\n")})
-	if d.Plan == nil || !strings.Contains(strings.Join(d.Warnings, "\n"), "metrics-host: 127.0.0.1") {
+	if d.Plan == nil || !strings.Contains(strings.Join(d.Warnings, "\n"), "metrics-host is 127.0.0.1") {
 		t.Errorf("warnings = %q, want one about the loopback metrics-host", d.Warnings)
 	}
 }

@@ -10,11 +10,13 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
 )
 
 // Set UPDATE_GOLDEN=1 to rewrite the golden files from the current output.
@@ -22,7 +24,6 @@ var update = os.Getenv("UPDATE_GOLDEN") != ""
 
 const (
 	ownInputs    = "../../test/testdata/inject"
-	fixtureDir   = "../../../shared/fixtures/eck"
 	fixtureDiffs = "../../test/testdata/fixtures"
 )
 
@@ -47,50 +48,88 @@ func TestGoldenOwnInputs(t *testing.T) {
 	}
 }
 
-// TestGoldenFixtures secures every real ECK manifest of ../shared/fixtures/eck. Their golden
-// files hold the unified diff, so that the fixtures are not copied into this repository.
+// TestGoldenFixtures secures every real ECK manifest (package eckmanifests): ECK's own chart
+// rendered from the pinned modules (`make eck-manifests`), and the files of
+// ../shared/fixtures/eck when that directory exists. Every input keeps the invariants, and
+// those the guard secures reach the end state with their companions while every other document
+// stays as read (checkSecured). The shared files are also compared with golden files holding
+// the unified diff, so that nothing of ECK's is copied into this repository; the renders have
+// none (their bytes follow the pinned helm and chart), what they become is asserted instead.
 func TestGoldenFixtures(t *testing.T) {
-	inputs := fixtures(t)
-	for _, in := range inputs {
-		t.Run(filepath.Base(in), func(t *testing.T) {
-			input := read(t, in)
-			out := inject(t, in, input)
-			golden(t, filepath.Join(fixtureDiffs, strings.TrimSuffix(filepath.Base(in), ".yaml")+".diff"), unifiedDiff(t, input, out))
-			checkInvariants(t, in, input, out)
+	for _, m := range realManifests(t) {
+		t.Run(m.String(), func(t *testing.T) {
+			input := read(t, m.Path)
+			out := inject(t, m.Path, input)
+			if m.Source == eckmanifests.Shared {
+				golden(t, filepath.Join(fixtureDiffs, strings.TrimSuffix(m.Name, ".yaml")+".diff"), unifiedDiff(t, input, out))
+			}
+			checkInvariants(t, m.Path, input, out)
+			if !m.Version.LessThan(eck.MinSecureVersion) && m.Style != eckmanifests.SecureMode {
+				checkSecured(t, input, out)
+			}
 		})
 	}
 }
 
+// TestOldOperatorIsLeftUnchanged: every real manifest of an ECK older than 2.16.0 comes out
+// exactly as read, with the reason.
 func TestOldOperatorIsLeftUnchanged(t *testing.T) {
-	in := filepath.Join(fixtures(t)[0], "..", "operator-2.14.0.yaml")
-	input := read(t, in)
-	res, err := Inject(in, input, goldenOptions)
-	if err != nil {
-		t.Fatal(err)
+	old := 0
+	for _, m := range realManifests(t) {
+		if !m.Version.LessThan(eck.MinSecureVersion) {
+			continue
+		}
+		old++
+		t.Run(m.String(), func(t *testing.T) {
+			input := read(t, m.Path)
+			res, err := Inject(m.Path, input, goldenOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(res.Output, input) {
+				t.Errorf("the %s operator was changed:\n%s", m.Version, unifiedDiff(t, input, res.Output))
+			}
+			if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], m.Version.String()+" ignores metrics-secure") {
+				t.Errorf("notes = %q, want the reason it was left unchanged", res.Notes)
+			}
+		})
 	}
-	if !bytes.Equal(res.Output, input) {
-		t.Error("the 2.14.0 operator was changed")
-	}
-	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "2.14.0 ignores metrics-secure") {
-		t.Errorf("notes = %q, want the reason it was left unchanged", res.Notes)
+	if old == 0 {
+		t.Fatalf("no real ECK manifest older than %s: pin one in test/tools/eckcharts", eck.MinSecureVersion)
 	}
 }
 
+// TestAlreadySecuredHelmRenderIsRecognised: ECK's chart in its own secure mode (TLS Secret,
+// ServiceMonitor) is recognised: its StatefulSet stays as read and nothing is added.
 func TestAlreadySecuredHelmRenderIsRecognised(t *testing.T) {
-	in := filepath.Join(fixtures(t)[0], "..", "helm-3.5.0-securemode-tls-servicemonitor.yaml")
-	input := read(t, in)
-	res, err := Inject(in, input, Options{ServiceMonitor: true})
-	if err != nil {
-		t.Fatal(err)
+	secured := 0
+	for _, m := range realManifests(t) {
+		if m.Style != eckmanifests.SecureMode {
+			continue
+		}
+		secured++
+		t.Run(m.String(), func(t *testing.T) {
+			input := read(t, m.Path)
+			res, err := Inject(m.Path, input, Options{ServiceMonitor: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, after := parse(t, input), parse(t, res.Output)
+			stsBefore := before.find("StatefulSet", "elastic-system", "elastic-operator")
+			stsAfter := after.find("StatefulSet", "elastic-system", "elastic-operator")
+			if stsBefore == nil || stsAfter == nil {
+				t.Fatal("no StatefulSet elastic-system/elastic-operator")
+			}
+			if !bytes.Equal(stsBefore.raw, stsAfter.raw) {
+				t.Errorf("the StatefulSet changed:\n%s", unifiedDiff(t, stsBefore.raw, stsAfter.raw))
+			}
+			if n := len(after.docs) - len(before.docs); n != 0 {
+				t.Errorf("%d objects added; the chart's metrics Service and auth role binding should have been recognised", n)
+			}
+		})
 	}
-	before, after := parse(t, input), parse(t, res.Output)
-	stsBefore := before.find("StatefulSet", "elastic-system", "elastic-operator")
-	stsAfter := after.find("StatefulSet", "elastic-system", "elastic-operator")
-	if !bytes.Equal(stsBefore.raw, stsAfter.raw) {
-		t.Errorf("the StatefulSet changed:\n%s", unifiedDiff(t, stsBefore.raw, stsAfter.raw))
-	}
-	if n := len(after.docs) - len(before.docs); n != 0 {
-		t.Errorf("%d objects added; the chart's metrics Service and auth role binding should have been recognised", n)
+	if secured == 0 {
+		t.Fatal("no real ECK manifest in the chart's secure mode: see test/tools/eckcharts/render.sh")
 	}
 }
 
@@ -114,7 +153,8 @@ func TestErrorsNameFileDocumentObjectAndField(t *testing.T) {
 		},
 		"duplicate eck.yaml key": {
 			input: bytes.Replace(input, []byte("    webhook-port: 9443\n"), []byte("    webhook-port: 9443\n    metrics-port: 1\n"), 1),
-			want:  []string{"document 1 (StatefulSet platform-eck/eck)", "ConfigMap platform-eck/eck-config", "metrics-port"},
+			// The error is the ConfigMap's: its document is named, not the workload's.
+			want: []string{"document 0 (ConfigMap platform-eck/eck-config)", "metrics-port"},
 		},
 		"eck.yaml not a mapping": {
 			input: bytes.Replace(input, []byte("    # Logging\n"), []byte("    - a list\n    # Logging\n"), 1),
@@ -142,7 +182,7 @@ func TestErrorsNameFileDocumentObjectAndField(t *testing.T) {
 }
 
 // checkInvariants holds for every input: inject is idempotent, it never drops a
-// document, and every secured operator is in the end state of DESIGN.md.
+// document, and every secured operator is in the end state.
 func checkInvariants(t *testing.T, name string, input, out []byte) {
 	t.Helper()
 	if again := inject(t, name, out); !bytes.Equal(again, out) {
@@ -205,14 +245,47 @@ func parse(t *testing.T, b []byte) *stream {
 	return s
 }
 
-func fixtures(t *testing.T) []string {
+// realManifests are the real ECK manifests, the rendered ones then those of ../shared/fixtures/eck
+// (eckmanifests.ForTest: without renders the test fails under make, skips under a bare go test).
+func realManifests(t *testing.T) []eckmanifests.Manifest {
 	t.Helper()
-	inputs, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
-	if len(inputs) == 0 {
-		// Only a clone without the project's shared/ directory lacks them; CI has them.
-		t.Skip("the ECK fixtures are not in " + fixtureDir + " (shared/ is beside the project only in the project's own workspace and CI)")
+	return eckmanifests.ForTest(t)
+}
+
+// checkSecured holds for a real install of an ECK the guard secures, injected with
+// goldenOptions: exactly one operator is secured, with its Certificate and ServiceMonitor added
+// (checkInvariants checks its end state), and every document but its ConfigMap, workload and
+// metrics Service comes out exactly as read.
+func checkSecured(t *testing.T, input, out []byte) {
+	t.Helper()
+	before, after := parse(t, input), parse(t, out)
+	var secured []*eck.Operator
+	for _, w := range after.workloads() {
+		if op, ok := w.operator(); ok && w.template().Annotations[meta.AnnotationMetricsHash] != "" {
+			secured = append(secured, op)
+		}
 	}
-	return inputs
+	if len(secured) != 1 {
+		t.Fatalf("%d operators secured, want 1", len(secured))
+	}
+	op := secured[0]
+	name := op.Name + "-metrics-guard"
+	for _, kind := range []string{"Certificate", "ServiceMonitor"} {
+		if after.find(kind, op.Namespace, name) == nil {
+			t.Errorf("no %s %s/%s added", kind, op.Namespace, name)
+		}
+	}
+	for i, d := range before.docs {
+		switch {
+		case d.typeMeta.Kind == "ConfigMap" && d.meta.Name == op.ConfigMapName,
+			d.typeMeta.Kind == op.Kind && d.meta.Name == op.Name,
+			d.typeMeta.Kind == "Service" && after.docs[i].obj.(metav1.Object).GetLabels()[meta.LabelMetricsService] == "true":
+			continue
+		}
+		if !bytes.Equal(d.raw, after.docs[i].raw) {
+			t.Errorf("%s changed:\n%s", d.describe(), unifiedDiff(t, d.raw, after.docs[i].raw))
+		}
+	}
 }
 
 func read(t *testing.T, path string) []byte {

@@ -13,9 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
@@ -37,6 +39,9 @@ type Options struct {
 type Result struct {
 	Output []byte
 	Notes  []string
+	// Unsecured lists the operators the stream still leaves without secured metrics (opted
+	// out, unsupported, unknown to the guard), each with the verdict: a GitOps check fails on it.
+	Unsecured []string
 }
 
 // Error locates a problem in the input: the file, the document and the object.
@@ -75,11 +80,14 @@ func Inject(file string, input []byte, opts Options) (*Result, error) {
 		if !ok {
 			continue
 		}
-		added, note, err := s.secure(w, op, opts)
+		added, note, unsecured, err := s.secure(w, op, opts)
 		if err != nil {
 			return nil, err
 		}
 		res.Notes = append(res.Notes, note)
+		if unsecured != "" {
+			res.Unsecured = append(res.Unsecured, fmt.Sprintf("%s %s/%s: %s", op.Kind, op.Namespace, op.Name, unsecured))
+		}
 		companions = append(companions, added...)
 	}
 	out, err := s.encode(companions)
@@ -96,7 +104,9 @@ type object interface {
 	metav1.Object
 }
 
-func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, string, error) {
+// secure secures one operator of the stream. It returns the companions to add, a note of
+// what it did, and, when the operator it opted in stays unsecured, the verdict saying why.
+func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, string, string, error) {
 	name := fmt.Sprintf("%s %s/%s", op.Kind, op.Namespace, op.Name)
 	cm := s.find("ConfigMap", op.Namespace, op.ConfigMapName)
 	in := policy.Input{
@@ -105,36 +115,49 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 		Template:             w.template(),
 		WorkloadAnnotations:  w.meta.Annotations,
 		Defaults:             opts.Defaults,
+		ConfigMaps:           map[string]*corev1.ConfigMap{},
 	}
 	if cm != nil {
 		in.ConfigMap = cm.obj.(*corev1.ConfigMap)
 	}
-	d := policy.Decide(in)
+	for _, ref := range eck.ConfigMapRefs(in.Template, op.ContainerIndex) {
+		in.ConfigMaps[ref] = nil
+		if d := s.find("ConfigMap", op.Namespace, ref); d != nil {
+			in.ConfigMaps[ref] = d.obj.(*corev1.ConfigMap)
+		}
+	}
+	res, ferr := engine.Secure(in)
+	d := res.Decision
+	if ferr != nil {
+		return nil, "", "", s.errorAt(cm, ferr)
+	}
 	if len(d.Errs) > 0 {
-		return nil, "", s.errorAt(w, d.Errs.ToAggregate())
+		return nil, "", "", s.errorAt(s.holderOf(w, cm, d.Errs), d.Errs.ToAggregate())
 	}
 	if d.Plan == nil {
-		return nil, name + ": " + d.Skip, nil
+		unsecured := ""
+		if d.Guarded { // an opt-out is the user's choice, not a failure to secure
+			unsecured = engine.Judge(in).String()
+		}
+		return nil, name + ": " + d.Skip, unsecured, nil
 	}
 	plan := d.Plan
 
-	before := w.obj.DeepCopyObject()
-	if mutate.PodTemplate(w.template(), op, plan) {
+	if res.TemplateChanged {
+		before := w.obj.DeepCopyObject()
+		*w.template() = *res.Template
 		if err := w.patchFrom(before); err != nil {
-			return nil, "", s.errorAt(w, err)
+			return nil, "", "", s.errorAt(w, err)
 		}
 	}
-	if cm == nil {
-		return nil, "", s.errorAt(w, fmt.Errorf("ConfigMap %s/%s with eck.yaml is not in the input: secure the whole install at once", op.Namespace, op.ConfigMapName))
+	if !plan.Flags && cm == nil {
+		return nil, "", "", s.errorAt(w, fmt.Errorf("ConfigMap %s/%s with eck.yaml is not in the input: secure the whole install at once", op.Namespace, op.ConfigMapName))
 	}
-	cmBefore := cm.obj.DeepCopyObject()
-	changed, err := mutate.ConfigMap(cm.obj.(*corev1.ConfigMap), op.ConfigKey, plan)
-	if err != nil {
-		return nil, "", s.errorAt(cm, err)
-	}
-	if changed {
+	if res.ConfigMapChanged {
+		cmBefore := cm.obj.DeepCopyObject()
+		*cm.obj.(*corev1.ConfigMap) = *res.ConfigMap
 		if err := cm.patchFrom(cmBefore); err != nil {
-			return nil, "", s.errorAt(cm, err)
+			return nil, "", "", s.errorAt(cm, err)
 		}
 	}
 
@@ -145,7 +168,7 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 		svcBefore := service.DeepCopy()
 		if mutate.Service(service, op) {
 			if err := doc.patchFrom(svcBefore); err != nil {
-				return nil, "", s.errorAt(doc, err)
+				return nil, "", "", s.errorAt(doc, err)
 			}
 		}
 	} else {
@@ -166,6 +189,9 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 	added = s.missing(added)
 
 	note := fmt.Sprintf("%s: metrics on port %d over TLS with token authentication", name, plan.Port)
+	if !res.Verdict.Secured() {
+		note = fmt.Sprintf("%s: not secured: %s", name, res.Verdict)
+	}
 	switch {
 	case plan.Issuer != nil:
 		note += fmt.Sprintf(", certificate from %s %s into Secret %s", plan.Issuer.Kind, plan.Issuer.Name, plan.SecretName)
@@ -175,7 +201,20 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 	for _, wng := range d.Warnings {
 		note += "\n  warning: " + wng
 	}
-	return added, note, nil
+	unsecured := ""
+	if !res.Verdict.Secured() {
+		unsecured = res.Verdict.String()
+	}
+	return added, note, unsecured, nil
+}
+
+// holderOf is the document that holds the first invalid setting: the ConfigMap for its
+// data (eck.yaml), else the workload.
+func (s *stream) holderOf(w, cm *document, errs field.ErrorList) *document {
+	if cm != nil && len(policy.OwnErrors(errs, cm.meta.Annotations, policy.HolderConfigMap)) > 0 && len(policy.OwnErrors(errs, w.meta.Annotations, policy.HolderWorkload)) == 0 {
+		return cm
+	}
+	return w
 }
 
 // metricsService is the input's Service that exposes op's metrics, if any.
@@ -196,7 +235,7 @@ func (s *stream) delegatesAuth(op *eck.Operator) bool {
 			continue
 		}
 		var crb rbacv1.ClusterRoleBinding
-		if err := yaml.Unmarshal(d.raw, &crb); err != nil || crb.RoleRef.Kind != "ClusterRole" {
+		if !d.decodeOnce(&crb) || crb.RoleRef.Kind != "ClusterRole" {
 			continue
 		}
 		if !slices.ContainsFunc(crb.Subjects, func(sub rbacv1.Subject) bool {
@@ -209,7 +248,7 @@ func (s *stream) delegatesAuth(op *eck.Operator) bool {
 		}
 		if role := s.find("ClusterRole", "", crb.RoleRef.Name); role != nil {
 			var cr rbacv1.ClusterRole
-			if yaml.Unmarshal(role.raw, &cr) == nil && mutate.GrantsAuthDelegation(cr.Rules) {
+			if role.decodeOnce(&cr) && mutate.GrantsAuthDelegation(cr.Rules) {
 				return true
 			}
 		}
@@ -223,12 +262,8 @@ func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
 		if d.typeMeta.Kind != "ServiceMonitor" || d.meta.Namespace != namespace {
 			continue
 		}
-		var sm struct {
-			Spec struct {
-				Selector metav1.LabelSelector `json:"selector"`
-			} `json:"spec"`
-		}
-		if yaml.Unmarshal(d.raw, &sm) != nil {
+		var sm serviceMonitor
+		if !d.decodeOnce(&sm) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
@@ -237,6 +272,13 @@ func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
 		}
 	}
 	return false
+}
+
+// serviceMonitor is what monitors reads of a ServiceMonitor.
+type serviceMonitor struct {
+	Spec struct {
+		Selector metav1.LabelSelector `json:"selector"`
+	} `json:"spec"`
 }
 
 // missing drops companions the input already has (a second inject adds nothing).

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 
 	goyaml "go.yaml.in/yaml/v3"
@@ -34,6 +35,32 @@ type document struct {
 	typeMeta metav1.TypeMeta
 	meta     metav1.ObjectMeta
 	obj      runtime.Object
+	// decoded holds what decodeOnce decoded, so that a stream of many operators reads each
+	// of its ClusterRoles, bindings and ServiceMonitors once, not once per operator.
+	decoded    any
+	decodedErr error
+}
+
+// decodeOnce decodes the document into into (a pointer), the first time from its text and
+// then from the copy kept; it reports false if the document does not decode.
+func (d *document) decodeOnce(into any) bool {
+	if d.decoded == nil && d.decodedErr == nil {
+		d.decodedErr = yaml.Unmarshal(d.raw, into)
+		if d.decodedErr == nil {
+			d.decoded = reflect.ValueOf(into).Elem().Interface()
+		}
+		return d.decodedErr == nil
+	}
+	if d.decodedErr != nil {
+		return false
+	}
+	v := reflect.ValueOf(into).Elem()
+	kept := reflect.ValueOf(d.decoded)
+	if kept.Type() != v.Type() {
+		return yaml.Unmarshal(d.raw, into) == nil
+	}
+	v.Set(kept)
+	return true
 }
 
 func parseStream(file string, input []byte, namespace string) (*stream, error) {
@@ -93,6 +120,12 @@ func (d *document) decode(namespace string) error {
 		obj = &corev1.Service{}
 	default:
 		return nil
+	}
+	// A key written twice is one value to kubectl (the last) and another to a tree edit (the
+	// first): refuse it rather than secure one copy and apply the other.
+	var strict any
+	if err := goyaml.Unmarshal(d.raw, &strict); err != nil {
+		return fmt.Errorf("%s: %w", d.typeMeta.Kind, err)
 	}
 	if err := yaml.Unmarshal(d.raw, obj); err != nil {
 		return fmt.Errorf("failed to decode %s: %w", d.typeMeta.Kind, err)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
@@ -75,7 +75,7 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	}
 	op, tmpl, ok := eck.FromObject(obj)
 	if !ok {
-		return admission.Allowed("not an ECK operator")
+		return h.notOperator(ctx, req)
 	}
 	if obj.GetDeletionTimestamp() != nil {
 		return admission.Allowed("being deleted") // finalizers must be able to go
@@ -85,19 +85,57 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 		return h.failOpen(ctx, err)
 	}
 	in.Admitting = policy.HolderWorkload
-	d := policy.Decide(in)
-	if resp, done := foreignErrors(d, ownErrors(d.Errs, obj.GetAnnotations(), false)); done {
+	var old *policy.Input
+	if in.Enforced() {
+		if old, ok = oldWorkload(req, in); !ok {
+			return h.failOpen(ctx, fmt.Errorf("the old %s does not decode", req.Kind.Kind))
+		}
+	}
+	r, _ := engine.Admit(in, old)
+	d := r.Decision
+	if resp, done := foreignErrors(d, policy.OwnErrors(d.Errs, obj.GetAnnotations(), policy.HolderWorkload)); done {
 		return resp
 	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, func() (field.ErrorList, bool) { return heldByOldWorkload(req, in) })
+		d = introduced(d, old)
 	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
 	before := obj.DeepCopyObject()
-	mutate.PodTemplate(tmpl, op, d.Plan)
+	if r.Template != nil {
+		*tmpl = *r.Template
+	}
 	return h.patched(ctx, before, obj, d.Warnings)
+}
+
+// notOperator answers a workload that is not an ECK operator. It reaches the guard only
+// when it, or the object it replaces, runs the ECK image: an Enforce policy denies a write
+// that makes an operator unrecognisable, which would take it out of the policy's sight.
+func (h *Handler) notOperator(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Update {
+		return admission.Allowed("not an ECK operator")
+	}
+	var old workloadObject = &appsv1.StatefulSet{}
+	if req.Kind == deployments {
+		old = &appsv1.Deployment{}
+	}
+	if decodeOld(req, old) != nil {
+		return admission.Allowed("not an ECK operator")
+	}
+	was, _, ok := eck.FromObject(old)
+	if !ok {
+		return admission.Allowed("not an ECK operator")
+	}
+	ns, err := h.Lookup.Namespace(ctx, req.Namespace)
+	if err != nil {
+		return h.failOpen(ctx, err)
+	}
+	was.Namespace = req.Namespace
+	if denied := engine.NoLongerOperator(ns.Coverage, was); denied != nil {
+		return invalid(req, field.ErrorList{denied})
+	}
+	return admission.Allowed("no longer an ECK operator").WithWarnings(fmt.Sprintf("eck-metrics-guard: %s %s/%s ran the ECK operator and no longer does as far as the guard can tell: it is no longer guarded", was.Kind, was.Namespace, was.Name))
 }
 
 func (h *Handler) configMap(ctx context.Context, req admission.Request) admission.Response {
@@ -121,35 +159,50 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 		}
 	}
 	if owner != nil {
-		in.Operator, in.Template, in.WorkloadAnnotations = owner.Operator, owner.Template, owner.Annotations
-		in.ConfigKey = owner.Operator.ConfigKey
+		if in, err = h.input(ctx, req.Namespace, *owner); err != nil {
+			return h.failOpen(ctx, err)
+		}
+		in.ConfigMap, in.ConfigKey = cm, owner.Operator.ConfigKey
 	} else {
 		key, ok := eck.ConfigKeyOf(cm)
 		if !ok {
 			return admission.Allowed("not an ECK operator config")
 		}
 		in.ConfigKey = key
+		ns, err := h.Lookup.Namespace(ctx, req.Namespace)
+		if err != nil {
+			return h.failOpen(ctx, err)
+		}
+		ns.Into(&in)
 	}
-	ns, err := h.Lookup.Namespace(ctx, req.Namespace)
-	if err != nil {
-		return h.failOpen(ctx, err)
-	}
-	ns.Into(&in)
 	in.Admitting = policy.HolderConfigMap
-	d := policy.Decide(in)
-	if resp, done := foreignErrors(d, ownErrors(d.Errs, cm.Annotations, true)); done {
+	var old *policy.Input
+	if in.Enforced() && req.Operation == admissionv1.Update {
+		was := &corev1.ConfigMap{}
+		if decodeOld(req, was) != nil {
+			return h.failOpen(ctx, fmt.Errorf("the old ConfigMap does not decode"))
+		}
+		o := in
+		o.ConfigMap = was
+		old = &o
+	}
+	r, err2 := engine.Admit(in, old)
+	if err2 != nil {
+		return invalid(req, field.ErrorList{err2})
+	}
+	d := r.Decision
+	if resp, done := foreignErrors(d, policy.OwnErrors(d.Errs, cm.Annotations, policy.HolderConfigMap)); done {
 		return resp
 	}
 	if len(d.Denied) > 0 {
-		d = introduced(d, func() (field.ErrorList, bool) { return heldByOldConfigMap(req, in) })
+		d = introduced(d, old)
 	}
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
 	before := cm.DeepCopy()
-	key := in.ConfigKey
-	if _, err := mutate.ConfigMap(cm, key, d.Plan); err != nil {
-		return invalid(req, field.ErrorList{field.Invalid(field.NewPath("data").Key(key), "(eck.yaml)", err.Error())})
+	if r.ConfigMap != nil {
+		*cm = *r.ConfigMap
 	}
 	return h.patched(ctx, before, cm, d.Warnings)
 }
@@ -183,23 +236,6 @@ func (h *Handler) input(ctx context.Context, namespace string, w cluster.Workloa
 	return cluster.Input(ctx, h.Lookup, namespace, w, h.Defaults)
 }
 
-// ownErrors are the errors the admitted object holds: about an annotation it carries itself
-// (its value wins over the ConfigMap's and the namespace's), or, for a ConfigMap, about its
-// data (eck.yaml).
-func ownErrors(errs field.ErrorList, annotations map[string]string, data bool) field.ErrorList {
-	var own field.ErrorList
-	for _, e := range errs {
-		if key, ok := strings.CutPrefix(e.Field, "metadata.annotations["); ok {
-			if _, held := annotations[strings.TrimSuffix(key, "]")]; held {
-				own = append(own, e)
-			}
-		} else if data && strings.HasPrefix(e.Field, "data") {
-			own = append(own, e)
-		}
-	}
-	return own
-}
-
 // foreignErrors admits unchanged, with a warning, a request whose decision found invalid
 // settings only on other objects (the namespace's annotations, which the webhook never sees
 // written, or the ConfigMap's, seen from its workload): they must not block this object's
@@ -213,17 +249,17 @@ func foreignErrors(d policy.Decision, own field.ErrorList) (admission.Response, 
 }
 
 // introduced keeps, of the violations of an Enforce policy, those the request brings: a
-// policy denies writing an opt-out or a weakening, not every later write of an object that
-// already had it (the controller's own patches, a label, an upgrade). The others become
-// warnings, and the object is secured anyway. old lists the violations the object held
-// before the request (none for a create); false when that cannot be known (an old object
-// that does not decode), and then nothing is denied: the guard fails open.
-func introduced(d policy.Decision, old func() (field.ErrorList, bool)) policy.Decision {
-	held, known := old()
+// policy denies writing an opt-out, not every later write of an object that already had it
+// (the controller's own patches, a label, an upgrade). The others become warnings, and the
+// object is secured anyway. old is the input with the object as it was (nil for a create).
+func introduced(d policy.Decision, old *policy.Input) policy.Decision {
+	var held field.ErrorList
+	if old != nil {
+		held = policy.Held(*old)
+	}
 	var kept field.ErrorList
 	for _, e := range d.Denied {
-		inherited := !known || slices.ContainsFunc(held, func(h *field.Error) bool { return policy.SameViolation(e, h) })
-		if inherited {
+		if slices.ContainsFunc(held, func(h *field.Error) bool { return policy.SameViolation(e, h) }) {
 			d.Warnings = append(d.Warnings, e.Error()+" (there before this request; secured anyway)")
 			continue
 		}
@@ -233,9 +269,10 @@ func introduced(d policy.Decision, old func() (field.ErrorList, bool)) policy.De
 	return d
 }
 
-// heldByOldWorkload lists the violations the workload held before the request: none for a
-// create, or when it was not an ECK operator yet; false when the old object does not decode.
-func heldByOldWorkload(req admission.Request, in policy.Input) (field.ErrorList, bool) {
+// oldWorkload is the input with the workload as stored before the request: nil for a
+// create; false when the old object does not decode. An old object that was no ECK
+// operator has no Operator.
+func oldWorkload(req admission.Request, in policy.Input) (*policy.Input, bool) {
 	if req.Operation != admissionv1.Update {
 		return nil, true
 	}
@@ -246,26 +283,15 @@ func heldByOldWorkload(req admission.Request, in policy.Input) (field.ErrorList,
 	if decodeOld(req, old) != nil {
 		return nil, false
 	}
+	o := in
 	op, tmpl, ok := eck.FromObject(old)
 	if !ok {
-		return nil, true
+		o.Operator, o.Template, o.WorkloadAnnotations = nil, nil, old.GetAnnotations()
+		return &o, true
 	}
 	op.Namespace = req.Namespace
-	in.Operator, in.Template, in.WorkloadAnnotations = op, tmpl, old.GetAnnotations()
-	return policy.Held(in), true
-}
-
-// heldByOldConfigMap is heldByOldWorkload for a ConfigMap.
-func heldByOldConfigMap(req admission.Request, in policy.Input) (field.ErrorList, bool) {
-	if req.Operation != admissionv1.Update {
-		return nil, true
-	}
-	old := &corev1.ConfigMap{}
-	if decodeOld(req, old) != nil {
-		return nil, false
-	}
-	in.ConfigMap = old
-	return policy.Held(in), true
+	o.Operator, o.Template, o.WorkloadAnnotations = op, tmpl, old.GetAnnotations()
+	return &o, true
 }
 
 // failOpen admits a request the guard could not process (an undecodable object, a cache

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -195,7 +196,8 @@ func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
 	lookup.workloads = []cluster.Workload{workloadFromJSON(t, statefulSetJSON)}
 	cm := `{"metadata":{"name":"elastic-operator","namespace":"elastic-system"},"data":{"eck.yaml":"log-verbosity: 0\nmetrics-port: 0\nmetrics-secure: false\n"}}`
 	resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm))
-	if !resp.Allowed || len(resp.Patches) != 1 {
+	// eck.yaml, and the label that makes the webhook see every later write of it.
+	if !resp.Allowed || len(resp.Patches) != 2 || resp.Patches[1].Path != "/metadata/labels" {
 		t.Fatalf("allowed %v, patches %+v", resp.Allowed, resp.Patches)
 	}
 	if op := resp.Patches[0]; op.Operation != "replace" || op.Path != "/data/eck.yaml" ||
@@ -206,7 +208,7 @@ func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
 	// The same ConfigMap in a namespace that did not opt in, of a workload that did.
 	lookup.namespaces = nil
 	lookup.workloads[0].Annotations = map[string]string{meta.AnnotationSecure: "true"}
-	if resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm)); len(resp.Patches) != 1 {
+	if resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm)); len(resp.Patches) != 2 {
 		t.Errorf("the ConfigMap of an opted-in StatefulSet was not secured: %+v", resp)
 	}
 }
@@ -349,12 +351,20 @@ func TestEnforceComparesWhatMatters(t *testing.T) {
 	withEnv := func(env string) string {
 		return strings.Replace(statefulSetJSON, `"args": [`, `"env": [`+env+`], "args": [`, 1)
 	}
+	// A value from elsewhere is outranked by a flag the guard adds: secured, not denied.
 	fromElsewhere := `{"name": "METRICS_SECURE", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "secure"}}}`
-	if resp := update(h, withEnv(fromElsewhere), withEnv(`{"name": "OTHER", "value": "1"}, `+fromElsewhere)); !resp.Allowed {
-		t.Errorf("an inherited weakening at a new index was denied: %v", resp.Result)
+	if resp := update(h, statefulSetJSON, withEnv(fromElsewhere)); !resp.Allowed || !strings.Contains(fmt.Sprint(resp.Patches), "--metrics-secure=true") {
+		t.Errorf("METRICS_SECURE from a ConfigMap: allowed %v, patch %v; want a --metrics-secure=true flag", resp.Allowed, resp.Patches)
 	}
-	if resp := update(h, statefulSetJSON, withEnv(fromElsewhere)); resp.Allowed {
-		t.Error("a new weakening was allowed")
+	// A launcher the guard cannot read is a weakening it cannot fix: denied when it is new,
+	// a warning when the object had it already (an env var inserted before it changes nothing).
+	shell := strings.Replace(statefulSetJSON, `"args": [`, `"command": ["/bin/sh", "-c", "exec /elastic-operator manager --metrics-secure=false"], "args": [`, 1)
+	if resp := update(h, statefulSetJSON, shell); resp.Allowed || !strings.Contains(resp.Result.Message, "unknown") {
+		t.Errorf("a new shell launcher: allowed %v, %v", resp.Allowed, resp.Result)
+	}
+	withShellEnv := strings.Replace(shell, `"args": [`, `"env": [{"name": "OTHER", "value": "1"}], "args": [`, 1)
+	if resp := update(h, shell, withShellEnv); !resp.Allowed {
+		t.Errorf("an inherited launcher was denied: %v", resp.Result)
 	}
 
 	optOut := strings.Replace(statefulSetJSON, `"annotations": {`, `"annotations": {"metrics-guard.eck.dev/secure": "false", `, 1)

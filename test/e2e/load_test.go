@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,7 +40,7 @@ func TestAdmissionLoad(t *testing.T) {
 	}
 	const workers = 8
 	ns := env.Namespace(t, "e2e-load", guarded, nil)
-	manifest := framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns)
+	manifest := framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns)
 	env.MustKubectl(t, "apply", "-f", manifest) // the ConfigMap the webhook reads, and the operator itself
 	raw, err := os.ReadFile(manifest)
 	if err != nil {

@@ -112,7 +112,7 @@ func TestNamespaceScoped(t *testing.T) {
 	}
 
 	for _, ns := range []string{watched, other} {
-		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	}
 	framework.EventuallyWithin(t, "the watched operator to be secured by the namespace-scoped guard", time.Minute, func() (bool, error) {
 		return env.Operator(t, watched).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil

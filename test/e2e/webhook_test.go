@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
@@ -31,23 +32,27 @@ var guarded = map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIs
 // and the Pod kube-controller-manager creates from the StatefulSet mounts the certificate.
 func TestApplySecuresRealManifests(t *testing.T) {
 	type input struct {
-		path string
+		name, path string
 		// stsSettings: the StatefulSet carries settings (cert dir) that eck.yaml must follow.
 		// The ConfigMap comes first in the file, so the webhook sees those settings only on
 		// the ConfigMap's next write (the controller applies them at once).
 		stsSettings bool
 	}
 	var inputs []input
-	for _, name := range []string{"operator-2.16.1.yaml", "operator-3.0.0.yaml", "operator-3.5.0.yaml", "helm-3.5.0-default.yaml", "helm-3.5.0-securemode-tls-servicemonitor.yaml"} {
-		inputs = append(inputs, input{path: filepath.Join(framework.FixtureDir(t), name)})
+	// Every version the guard secures (older ones: TestOptOutInvalidAndOldOperators), in every
+	// style of install, rendered and from ../shared/fixtures/eck.
+	for _, m := range framework.ECKManifests(t) {
+		if !m.Version.LessThan(eck.MinSecureVersion) {
+			inputs = append(inputs, input{name: m.String(), path: m.Path})
+		}
 	}
 	for _, name := range []string{"custom-install.yaml", "olm-deployment.yaml"} {
-		inputs = append(inputs, input{path: filepath.Join(repo, "test", "testdata", "inject", name)})
+		inputs = append(inputs, input{name: name, path: filepath.Join(repo, "test", "testdata", "inject", name)})
 	}
-	inputs = append(inputs, input{path: filepath.Join(repo, "test", "testdata", "inject", "issuer-and-env.yaml"), stsSettings: true})
+	inputs = append(inputs, input{name: "issuer-and-env.yaml", path: filepath.Join(repo, "test", "testdata", "inject", "issuer-and-env.yaml"), stsSettings: true})
 
 	for _, in := range inputs {
-		t.Run(filepath.Base(in.path), func(t *testing.T) {
+		t.Run(in.name, func(t *testing.T) {
 			t.Parallel()
 			ns := env.Namespace(t, "e2e-apply", guarded, nil)
 			file := framework.Manifest(t, in.path, ns)
@@ -119,7 +124,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestNotOptedInIsStoredAsSent(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t, "e2e-plain", nil, nil)
-	file := framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns)
+	file := framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns)
 	env.MustKubectl(t, "apply", "-f", file)
 	o := env.Operator(t, ns)
 	if sent := sentConfig(t, file); o.ConfigMap.Data["eck.yaml"] != sent {
@@ -165,7 +170,7 @@ func TestUnrelatedObjectsNeverReachTheWebhook(t *testing.T) {
 func TestServerSideDryRun(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t, "e2e-dryrun", guarded, nil)
-	out, _ := env.MustKubectl(t, "apply", "--dry-run=server", "-o", "yaml", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	out, _ := env.MustKubectl(t, "apply", "--dry-run=server", "-o", "yaml", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	for _, want := range []string{"metrics-secure: true", "metrics-port: 8081", "name: tls-certificate", "name: metrics"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q", want)
@@ -189,7 +194,7 @@ func TestOptOutInvalidAndOldOperators(t *testing.T) {
 			return strings.Replace(doc, "metadata:\n", "metadata:\n  annotations:\n"+annotations, 1)
 		}
 	}
-	input := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	input := framework.ECKManifest(t, "operator-3.5.0.yaml")
 
 	t.Run("opted out", func(t *testing.T) {
 		ns := env.Namespace(t, "e2e-optout", guarded, nil)
@@ -215,7 +220,7 @@ func TestOptOutInvalidAndOldOperators(t *testing.T) {
 	}
 	t.Run("older than 2.16", func(t *testing.T) {
 		ns := env.Namespace(t, "e2e-old", guarded, nil)
-		_, stderr := env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-2.14.0.yaml"), ns))
+		_, stderr := env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-2.14.0.yaml"), ns))
 		if !strings.Contains(stderr, "Warning:") || !strings.Contains(stderr, "2.14.0 ignores metrics-secure") {
 			t.Errorf("no warning about the old operator:\n%s", stderr)
 		}

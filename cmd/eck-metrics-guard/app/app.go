@@ -14,6 +14,9 @@ const (
 	exitOK      = 0
 	exitChanges = 1
 	exitError   = 2
+	// exitUnsecured: diff found an operator it opted in that stays without secured metrics
+	// (unsupported, or unknown to the guard).
+	exitUnsecured = 3
 )
 
 // exitError carries a chosen exit code out of a command.

@@ -98,15 +98,24 @@ func newDiffCommand() *cobra.Command {
 	o := &renderOptions{}
 	cmd := &cobra.Command{
 		Use:   "diff -f FILE|-",
-		Short: "Show what inject would change, as a unified diff; exit 1 if anything would",
+		Short: "Show what inject would change, as a unified diff; exit 1 if anything would, 3 if an operator stays unsecured",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in, res, err := o.run(cmd)
 			if err != nil {
 				return err
 			}
+			unsecured := func(err error) error {
+				if len(res.Unsecured) == 0 {
+					return err
+				}
+				for _, u := range res.Unsecured {
+					fmt.Fprintln(cmd.ErrOrStderr(), "not secured: "+u)
+				}
+				return &exitCodeError{code: exitUnsecured}
+			}
 			if bytes.Equal(in, res.Output) {
-				return nil
+				return unsecured(nil)
 			}
 			name := o.file
 			if name == "-" {
@@ -123,7 +132,7 @@ func newDiffCommand() *cobra.Command {
 				return usageError(err)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), diff)
-			return &exitCodeError{code: exitChanges}
+			return unsecured(&exitCodeError{code: exitChanges})
 		},
 	}
 	o.addFlags(cmd.Flags())

@@ -56,7 +56,7 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t, "e2e-cert", guarded, nil)
 	caIssuer(t, ns)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	o := env.Operator(t, ns)
 	name := o.Op.Name + "-metrics-guard"
 
@@ -137,7 +137,7 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 func TestWaitingForCertificate(t *testing.T) {
 	t.Parallel()
 	ns := env.Namespace(t, "e2e-wait", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "missing"}, nil)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	framework.Eventually(t, "the waiting annotation", func() (bool, error) {
 		o := env.Operator(t, ns)
 		return strings.HasPrefix(o.Object.GetAnnotations()[meta.AnnotationStatus], "waiting for certificate Secret elastic-operator-metrics-guard-tls"), nil
@@ -153,7 +153,7 @@ func TestWaitingForCertificate(t *testing.T) {
 // OLM-style Deployment whose existing metrics Service is labelled.
 func TestRetrofit(t *testing.T) {
 	for name, path := range map[string]string{
-		"helm StatefulSet": filepath.Join(framework.FixtureDir(t), "helm-3.5.0-default.yaml"),
+		"helm StatefulSet": framework.ECKManifest(t, "helm-3.5.0-default.yaml"),
 		"olm Deployment":   filepath.Join(repo, "test", "testdata", "inject", "olm-deployment.yaml"),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestHeal(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t, "e2e-heal", guarded, map[string]string{"metrics-guard.eck.dev/exclude": "true"})
 	caIssuer(t, ns)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.0.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.4.0.yaml"), ns))
 	eventuallyCompliant(t, ns)
 
 	// Someone turns secure metrics off again, unseen by the webhook.

@@ -80,7 +80,7 @@ func TestNoConfusedDeputy(t *testing.T) {
 
 	// The tenant's manifest: the ConfigMap and the StatefulSet of Elastic's, opted in on the
 	// StatefulSet, running as the tenant's ServiceAccount.
-	path := framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns)
+	path := framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

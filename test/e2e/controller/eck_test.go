@@ -47,7 +47,7 @@ import (
 func TestECKServesGuardedMetrics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fixture := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	fixture := framework.ECKManifest(t, "operator-3.5.0.yaml")
 
 	// The operator runs on this machine, not in a Pod's network namespace, so the guard's
 	// default 8081 could be taken by anything here: ask for a free port with the annotation

@@ -128,7 +128,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	selector := map[string]string{"e2e.metrics-guard.eck.dev/policy": fmt.Sprintf("walk-%d", time.Now().UnixNano())}
-	fixture := filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml")
+	fixture := framework.ECKManifest(t, "operator-3.5.0.yaml")
 	nsA, nsB := env.Namespace(t, "e2e-policy-a", nil, selector), env.Namespace(t, "e2e-policy-b", nil, selector)
 	for _, ns := range []string{nsA, nsB} {
 		caIssuer(t, ns)
@@ -170,8 +170,9 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 		entry.Policy != p.Name || entry.Mode != v1alpha1.ModeAudit || entry.Version != "3.5.0" {
 		t.Errorf("audit status: %+v", status)
 	}
-	if !strings.Contains(strings.Join(entry.Reasons, "\n"), "metrics-secure is not true") {
-		t.Errorf("reasons do not say what is missing: %q", entry.Reasons)
+	// The reason is the verdict on what ECK reads, naming the source that wins.
+	if !strings.Contains(strings.Join(entry.Reasons, "\n"), "open: metrics-secure false from eck.yaml (ConfigMap elastic-operator data[eck.yaml])") {
+		t.Errorf("reasons do not say what is missing, and where it comes from: %q", entry.Reasons)
 	}
 	if c := apimeta.FindStatusCondition(status.Conditions, "Ready"); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation {
 		t.Errorf("Ready condition: %+v", c)

@@ -41,7 +41,7 @@ func TestGuardDownDuringInstall(t *testing.T) {
 	// A Secret of the operator's own (not checked by the guard): compliance wants one mounted.
 	ns := env.Namespace(t, "e2e-down", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}, nil)
 	began := time.Now()
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	applied := time.Since(began)
 	o := env.Operator(t, ns)
 	if _, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap); len(findings) == 0 {
@@ -79,7 +79,7 @@ func TestServingCertRotationUnderLoad(t *testing.T) {
 	defer stop()
 	ctx := context.Background()
 	ns := env.Namespace(t, "e2e-rotate", opted, nil)
-	manifest := framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns)
+	manifest := framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns)
 	env.MustKubectl(t, "apply", "-f", manifest)
 	sts := statefulSetOf(t, manifest)
 

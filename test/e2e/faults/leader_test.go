@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +66,7 @@ func TestLeaderStopped(t *testing.T) {
 	second := start("guard-second", port)
 
 	ns := env.Namespace(t, "e2e-leader", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}, nil)
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	framework.EventuallyWithin(t, "the operator to be secured", time.Minute, func() (bool, error) {
 		o := env.Operator(t, ns)
 		_, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap)

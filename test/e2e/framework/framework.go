@@ -48,6 +48,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
 )
 
 // DefaultControllers are the kube-controller-manager controllers run when Options.Controllers
@@ -385,22 +387,7 @@ func (e *Env) fixWebhookURLs(ctx context.Context) error {
 
 // RepoRoot is the directory of the first go.mod above the working directory (go test runs
 // tests in their package directory, so this is the repository root).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod found above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return eckmanifests.RepoRoot() }
 
 // KubernetesVersion is the Kubernetes version the control plane is built from: the version of
 // k8s.io/kubernetes in test/tools/controlplane/go.mod, e.g. "v1.37.2".

@@ -18,20 +18,32 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
+	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
 )
 
-// FixtureDir holds the real ECK manifests (../shared/fixtures/eck beside the repository).
-func FixtureDir(t *testing.T) string {
-	repo, err := RepoRoot()
+// ECKManifest is the path of the real ECK install manifest of that name (e.g.
+// operator-3.5.0.yaml, helm-3.5.0-default.yaml): Elastic's own Helm chart, from the ECK module
+// pinned in test/tools/eckcharts, rendered by `make eck-manifests` (see package eckmanifests).
+// The test fails, saying how to render it, if there is none: it never skips.
+func ECKManifest(t *testing.T, name string) string {
+	t.Helper()
+	path, err := eckmanifests.Path(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(repo, "..", "shared", "fixtures", "eck")
-	if _, err := os.Stat(dir); err != nil {
-		// Only a clone without the project's shared/ directory lacks them; CI has them.
-		t.Skipf("the ECK fixtures are not in %s", dir)
+	return path
+}
+
+// ECKManifests is every real ECK install manifest: the rendered ones, then those of
+// ../shared/fixtures/eck when that directory exists. The test fails, saying how to render them,
+// if none was rendered.
+func ECKManifests(t *testing.T) []eckmanifests.Manifest {
+	t.Helper()
+	all, err := eckmanifests.All()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return dir
+	return all
 }
 
 // Namespace creates a namespace with the annotations and labels, deleted when the test

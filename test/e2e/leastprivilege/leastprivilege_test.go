@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -54,7 +53,7 @@ func TestWholeJobWithItsOwnRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 
 	framework.EventuallyWithin(t, "the operator to be secured", time.Minute, func() (bool, error) {
 		return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
