@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +27,7 @@ func TestIssuerMissingThenSecretDeleted(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t, "e2e-issuer", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "later-ca"}, nil)
 	began := time.Now()
-	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, filepath.Join(framework.FixtureDir(t), "operator-3.5.0.yaml"), ns))
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	status := func() string { return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] }
 	framework.EventuallyWithin(t, "the waiting status", time.Minute, func() (bool, error) {
 		return strings.HasPrefix(status(), "waiting for certificate Secret elastic-operator-metrics-guard-tls"), nil
