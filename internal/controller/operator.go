@@ -270,10 +270,12 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	case waiting:
 		status = fmt.Sprintf("waiting for certificate Secret %s", plan.SecretName)
 	}
-	if !entitled && res.Verdict.Secured() {
-		status = "operator secured; " + notEntitled
-		if waiting {
-			status = fmt.Sprintf("waiting for certificate Secret %s; %s", plan.SecretName, notEntitled)
+	if !entitled {
+		// Whatever the verdict, say what the namespace's owner must do for the rest.
+		if status == statusSecured {
+			status = "operator secured; " + notEntitled
+		} else {
+			status += "; " + notEntitled
 		}
 		if sts.GetAnnotations()[keys.AnnotationStatus] != status { // once, not on every reconcile
 			r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, "NotEntitled", "Reconcile", "%s", notEntitled)

@@ -39,7 +39,8 @@ func TestNamespaceScoped(t *testing.T) {
 		t.Skip("bin/helm is not built (make helm)")
 	}
 	ctx := context.Background()
-	opted := map[string]string{meta.AnnotationSecure: "true"}
+	// A Secret of the operator's own (not checked by the guard): secured needs one mounted.
+	opted := map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}
 	watched := env.Namespace(t, "e2e-watched", opted, nil)
 	other := env.Namespace(t, "e2e-unwatched", opted, nil)
 	guardNS := env.Namespace(t, "e2e-nsguard", nil, map[string]string{"metrics-guard.eck.dev/exclude": "true"})
