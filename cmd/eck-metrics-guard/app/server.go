@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -77,6 +78,9 @@ type ServerOptions struct {
 		// BindingName is the one ClusterRoleBinding to system:auth-delegator the controller
 		// keeps (its RBAC may update that name only).
 		BindingName string
+		// SkipNameValidation lets a process run the controllers more than once, one manager
+		// after another (tests that stop and start the guard); not a flag.
+		SkipNameValidation bool
 	}
 	Defaults policy.Defaults
 	Log      zap.Options
@@ -205,6 +209,7 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 				&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
 			},
 		},
+		Controller:              config.Controller{SkipNameValidation: ptrTo(o.Controller.SkipNameValidation)},
 		LeaderElection:          o.Controller.LeaderElect,
 		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
 		LeaderElectionNamespace: o.Controller.LeaderElectionNS,

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
@@ -26,14 +29,33 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	crds, err := framework.CertManagerCRDs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	os.Exit(framework.RunSuite(m, framework.Options{
+		CRDDirectoryPaths:     []string{crds},
+		Scheme:                scheme,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{webhooks}},
-	}, &env, nil))
+	}, &env, func(e *framework.Env) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		_, err := framework.StartCertManager(ctx, e) // stopped with e
+		return err
+	}))
 }
 
 // startGuard runs the guard in this process (default flags, then args) on the webhook
-// address the API server calls, until the returned stop is called (or the test ends). Only
-// one guard with its controller may run per process (controller names are unique).
+// address the API server calls, until the returned stop is called (or the test ends). One
+// after another: their controllers have the same names (SkipNameValidation).
 func startGuard(t *testing.T, args ...string) (stop func()) {
 	t.Helper()
 	o := &app.ServerOptions{}
@@ -45,6 +67,7 @@ func startGuard(t *testing.T, args ...string) (stop func()) {
 	if err := fs.Parse(all); err != nil {
 		t.Fatal(err)
 	}
+	o.Controller.SkipNameValidation = true
 	mgr, err := app.NewManagerFor(env.Config, o)
 	if err != nil {
 		t.Fatal(err)
