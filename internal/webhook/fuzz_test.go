@@ -13,12 +13,12 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 )
 
-// FuzzHandle feeds the admission handler arbitrary objects of every kind it handles, in an
-// opted-in namespace where an ECK operator exists. Whatever the bytes, the answer is well
-// formed; a patch only adds and sets, applies to the raw request (fields the guard's types do
-// not know included) and gives an object that decodes; and the handler, fed its own output,
-// patches nothing more (mutate(mutate(x)) == mutate(x)). `go test` runs the seeds; `make fuzz`
-// fuzzes.
+// FuzzHandle feeds the admission handler arbitrary bytes as objects of every kind it handles,
+// in an opted-in namespace where an ECK operator exists. Whatever the bytes, it answers
+// without panicking. For those that decode, as the API server encodes them: the answer is
+// well formed; a patch only adds and sets, applies to the raw request and gives an object
+// that decodes; and the handler, fed its own output, patches nothing more
+// (mutate(mutate(x)) == mutate(x)). `go test` runs the seeds; `make fuzz` fuzzes.
 func FuzzHandle(f *testing.F) {
 	cm := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"elastic-operator","namespace":"elastic-system"},"data":{"eck.yaml":"log-verbosity: 0\nmetrics-port: 0\nmetrics-secure: false\n"}}`
 	svc := `{"apiVersion":"v1","kind":"Service","metadata":{"name":"elastic-operator-metrics-guard","namespace":"elastic-system"},"spec":{"selector":{"control-plane":"elastic-operator"},"ports":[{"name":"https","port":8081,"targetPort":"metrics"}]}}`
@@ -29,7 +29,21 @@ func FuzzHandle(f *testing.F) {
 	kinds := []metav1.GroupVersionKind{statefulSets, deployments, configMaps, services}
 	f.Fuzz(func(t *testing.T, kind byte, raw []byte) {
 		gvk := kinds[int(kind)%len(kinds)]
+		// Anything: the handler answers, and never panics.
 		lookup := optedIn()
+		lookup.workloads = []cluster.Workload{workloadFromJSON(t, statefulSetJSON)}
+		_ = (&Handler{Lookup: lookup}).Handle(context.Background(), request(gvk, "elastic-system", string(raw)))
+		// What the API server sends: its own encoding of the typed object (it decodes a
+		// built-in kind, drops unknown fields and encodes it again before admission).
+		typed := newObject(gvk)
+		if json.Unmarshal(raw, typed) != nil {
+			return
+		}
+		canonical, err := json.Marshal(typed)
+		if err != nil {
+			return
+		}
+		raw = canonical
 		lookup.workloads = []cluster.Workload{workloadFromJSON(t, statefulSetJSON)} // ConfigMaps and Services meet an owner
 		h := &Handler{Lookup: lookup}
 		resp := h.Handle(context.Background(), request(gvk, "elastic-system", string(raw)))
@@ -59,18 +73,7 @@ func FuzzHandle(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the patch does not apply to the raw request: %v\n%s\n%s", err, ops, raw)
 		}
-		var into any
-		switch gvk {
-		case statefulSets:
-			into = &appsv1.StatefulSet{}
-		case deployments:
-			into = &appsv1.Deployment{}
-		case configMaps:
-			into = &corev1.ConfigMap{}
-		default:
-			into = &corev1.Service{}
-		}
-		if err := json.Unmarshal(patched, into); err != nil {
+		if err := json.Unmarshal(patched, newObject(gvk)); err != nil {
 			t.Fatalf("the patched object does not decode: %v\n%s", err, patched)
 		}
 		again := h.Handle(context.Background(), request(gvk, "elastic-system", string(patched)))
@@ -78,4 +81,17 @@ func FuzzHandle(f *testing.F) {
 			t.Fatalf("not idempotent: the handler patches its own output again: %v\nfirst: %s\nthen: %s", again.Patches, ops, patched)
 		}
 	})
+}
+
+// newObject is an empty object of the kind.
+func newObject(gvk metav1.GroupVersionKind) any {
+	switch gvk {
+	case statefulSets:
+		return &appsv1.StatefulSet{}
+	case deployments:
+		return &appsv1.Deployment{}
+	case configMaps:
+		return &corev1.ConfigMap{}
+	}
+	return &corev1.Service{}
 }
