@@ -108,7 +108,7 @@ type object interface {
 // what it did, and, when the operator it opted in stays unsecured, the verdict saying why.
 func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, string, string, error) {
 	name := fmt.Sprintf("%s %s/%s", op.Kind, op.Namespace, op.Name)
-	cm := s.find("ConfigMap", op.Namespace, op.ConfigMapName)
+	cm := s.configMap(op.Namespace, op.ConfigMapName)
 	in := policy.Input{
 		NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"},
 		Operator:             op,
@@ -122,7 +122,7 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 	}
 	for _, ref := range eck.ConfigMapRefs(in.Template, op.ContainerIndex) {
 		in.ConfigMaps[ref] = nil
-		if d := s.find("ConfigMap", op.Namespace, ref); d != nil {
+		if d := s.configMap(op.Namespace, ref); d != nil {
 			in.ConfigMaps[ref] = d.obj.(*corev1.ConfigMap)
 		}
 	}
@@ -215,6 +215,19 @@ func (s *stream) holderOf(w, cm *document, errs field.ErrorList) *document {
 		return cm
 	}
 	return w
+}
+
+// configMap is the input's ConfigMap of that name, decoded (a document of kind ConfigMap
+// that is not a core/v1 one is not).
+func (s *stream) configMap(namespace, name string) *document {
+	d := s.find("ConfigMap", namespace, name)
+	if d == nil {
+		return nil
+	}
+	if _, ok := d.obj.(*corev1.ConfigMap); !ok {
+		return nil
+	}
+	return d
 }
 
 // metricsService is the input's Service that exposes op's metrics, if any.
