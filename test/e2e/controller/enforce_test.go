@@ -115,13 +115,15 @@ func TestEnforceJudgesWhatECKReads(t *testing.T) {
 	if err := env.Client.Create(ctx, insecure); err != nil {
 		t.Fatal(err)
 	}
-	for name, ops := range map[string]string{
-		"env":     `[{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "METRICS_SECURE", "value": "false"}}]`,
-		"envFrom": `[{"op": "add", "path": "/spec/template/spec/containers/0/envFrom", "value": [{"prefix": "METRICS_", "configMapRef": {"name": "insecure-env"}}]}]`,
-		"a flag":  `[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--metrics-secure=false"}]`,
+	for _, w := range []struct{ name, ops string }{
+		{"env", `[{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "METRICS_SECURE", "value": "false"}}]`},
+		{"envFrom", `[{"op": "add", "path": "/spec/template/spec/containers/0/envFrom", "value": [{"prefix": "METRICS_", "configMapRef": {"name": "insecure-env"}}]}]`},
+		{"a flag", `[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--metrics-secure=false"}]`},
+		// The user's own second METRICS_SECURE entry, after the guard's: set too.
+		{"env again", `[{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "METRICS_SECURE", "value": "false"}}]`},
 	} {
-		if stderr, err := patchA(ops); err != nil {
-			t.Errorf("%s: denied: %q", name, stderr)
+		if stderr, err := patchA(w.ops); err != nil {
+			t.Errorf("%s: denied: %q", w.name, stderr)
 		}
 	}
 	a := env.Operator(t, ns)
@@ -132,7 +134,7 @@ func TestEnforceJudgesWhatECKReads(t *testing.T) {
 			secureEnv = append(secureEnv, e.Value)
 		}
 	}
-	if strings.Join(secureEnv, ",") != "true" || len(c.EnvFrom) != 1 || !strings.Contains(strings.Join(c.Args, " "), "--metrics-secure=true") || strings.Contains(strings.Join(c.Args, " "), "--metrics-secure=false") {
+	if strings.Join(secureEnv, ",") != "true,true" || len(c.EnvFrom) != 1 || !strings.Contains(strings.Join(c.Args, " "), "--metrics-secure=true") || strings.Contains(strings.Join(c.Args, " "), "--metrics-secure=false") {
 		t.Errorf("stored: env METRICS_SECURE %q, envFrom %v, args %q; want every source that wins set to true", secureEnv, c.EnvFrom, c.Args)
 	}
 
