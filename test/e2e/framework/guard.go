@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
 )
@@ -28,7 +29,14 @@ func (e *Env) StartGuard(configure func(*app.ServerOptions)) error {
 	if configure != nil {
 		configure(o)
 	}
-	mgr, err := app.NewManagerFor(e.Config, o)
+	return e.RunGuard(e.Config, o)
+}
+
+// RunGuard runs the guard with options o, reaching the API server with cfg (an impersonating
+// config runs it with another identity's rights), and returns once its cache is synced and
+// its webhook server answers; Stop stops it.
+func (e *Env) RunGuard(cfg *rest.Config, o *app.ServerOptions) error {
+	mgr, err := app.NewManagerFor(cfg, o)
 	if err != nil {
 		return err
 	}

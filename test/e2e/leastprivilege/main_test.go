@@ -160,21 +160,5 @@ func startGuardAsItself(e *framework.Env) error {
 		UserName: "system:serviceaccount:" + guardNamespace + ":" + guardSA,
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + guardNamespace, "system:authenticated"},
 	}
-	mgr, err := app.NewManagerFor(cfg, o)
-	if err != nil {
-		return err
-	}
-	e.Go(mgr.Start)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("the guard's cache did not sync with its own RBAC")
-	}
-	for ctx.Err() == nil {
-		if mgr.GetWebhookServer().StartedChecker()(nil) == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("the guard's webhook server did not start")
+	return e.RunGuard(cfg, o)
 }
