@@ -135,6 +135,38 @@ func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Worklo
 	return out, nil
 }
 
+// ConfigMapInput gathers what policy needs to decide about a ConfigMap in namespace: that of
+// the ECK operator that reads it, or, when no operator of the namespace does (the ConfigMap is
+// usually written first), the ConfigMap alone if it holds an eck.yaml. ours is false when it is
+// neither: no operator's config.
+func ConfigMapInput(ctx context.Context, l Lookup, namespace string, cm *corev1.ConfigMap, defaults policy.Defaults) (in policy.Input, ours bool, err error) {
+	workloads, err := l.Operators(ctx, namespace)
+	if err != nil {
+		return in, false, err
+	}
+	for _, w := range workloads {
+		if w.Operator.ConfigMapName != cm.Name {
+			continue
+		}
+		if in, err = Input(ctx, l, namespace, w, defaults); err != nil {
+			return in, false, err
+		}
+		in.ConfigMap, in.ConfigKey = cm, w.Operator.ConfigKey
+		return in, true, nil
+	}
+	key, ok := eck.ConfigKeyOf(cm)
+	if !ok {
+		return in, false, nil
+	}
+	in = policy.Input{ConfigMap: cm, ConfigKey: key, Defaults: defaults}
+	ns, err := l.Namespace(ctx, namespace)
+	if err != nil {
+		return in, false, err
+	}
+	ns.Into(&in)
+	return in, true, nil
+}
+
 // Transform keeps the cache small: it drops managed fields everywhere, the pod template
 // of workloads that are not ECK operators, and the data of ConfigMaps that hold no
 // eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData)

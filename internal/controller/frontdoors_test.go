@@ -29,7 +29,6 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/render"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
@@ -51,7 +50,7 @@ import (
 //   - the ServiceMonitor and Certificate exist only when their APIs are served; the fake
 //     cluster serves both.
 
-var frontDoorOptions = render.Options{ServiceMonitor: true, Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer"}}
+var frontDoorOptions = render.Options{Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer", Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}
 
 func TestReconcilerAgreesWithInjectOnOwnInputs(t *testing.T) {
 	inputs, _ := filepath.Glob("../../test/testdata/inject/*.yaml")
@@ -116,7 +115,7 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: map[string]string{meta.AnnotationSecure: "true"}}})
 	}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithRESTMapper(served(true)).WithObjects(objs...).Build()
-	opts := Options{Defaults: frontDoorOptions.Defaults, ServiceMonitor: true, Certificate: mutate.DefaultCertificateOptions}
+	opts := Options{Defaults: frontDoorOptions.Defaults}
 	for _, w := range workloads {
 		kind := "StatefulSet"
 		if _, ok := w.obj.(*appsv1.Deployment); ok {
@@ -191,7 +190,7 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 			t.Errorf("the controller created ClusterRoleBinding %s, which inject does not add, in a stream that does not delegate authentication", b.Name)
 		}
 	}
-	for _, list := range []client.ObjectList{&corev1.ServiceList{}, &cmv1.CertificateList{}, &monitoringv1.ServiceMonitorList{}} {
+	for _, list := range []client.ObjectList{&corev1.ServiceList{}, &cmv1.CertificateList{}, &monitoringv1.ServiceMonitorList{}, &monitoringv1.PodMonitorList{}} {
 		if err := c.List(context.Background(), list, client.MatchingLabels{meta.LabelManagedBy: meta.ManagedByValue}); err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +219,10 @@ func metaItems(list client.ObjectList) []item {
 	case *monitoringv1.ServiceMonitorList:
 		for _, o := range l.Items {
 			out = append(out, item{"ServiceMonitor", o.Namespace, o.Name})
+		}
+	case *monitoringv1.PodMonitorList:
+		for _, o := range l.Items {
+			out = append(out, item{"PodMonitor", o.Namespace, o.Name})
 		}
 	}
 	return out
@@ -333,6 +336,8 @@ func split(t *testing.T, stream []byte) []*typedDoc {
 			obj, companion = &cmv1.Certificate{}, true
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			obj, companion = &monitoringv1.ServiceMonitor{}, true
+		case "monitoring.coreos.com/v1/PodMonitor":
+			obj, companion = &monitoringv1.PodMonitor{}, true
 		}
 		if obj != nil {
 			if err := yaml.Unmarshal(raw, obj); err != nil {

@@ -8,6 +8,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,34 +54,9 @@ const waitForSecret = 10 * time.Second
 
 // Options are the controller's settings (command-line flags).
 type Options struct {
-	Defaults       policy.Defaults
-	Certificate    mutate.CertificateOptions
-	ServiceMonitor bool
-}
-
-// covered is the options with the covering policy's defaults on top, when the policy
-// secures (an Audit policy changes nothing). A lifetime merged from the policy and the flags
-// that cert-manager would refuse (renewBefore not shorter than duration) gets renewBefore of a
-// third of the duration, cert-manager's own default ratio.
-func (o Options) covered(c *policy.Coverage) Options {
-	if c == nil || c.Mode.Strength() < v1alpha1.ModeMutate.Strength() {
-		return o
-	}
-	if c.Defaults.ServiceMonitor != nil {
-		o.ServiceMonitor = *c.Defaults.ServiceMonitor
-	}
-	if cert := c.Defaults.Certificate; cert != nil {
-		if cert.Duration != nil {
-			o.Certificate.Duration = cert.Duration.Duration
-		}
-		if cert.RenewBefore != nil {
-			o.Certificate.RenewBefore = cert.RenewBefore.Duration
-		}
-		if d := o.Certificate.Duration; d > 0 && o.Certificate.RenewBefore >= d {
-			o.Certificate.RenewBefore = d / 3
-		}
-	}
-	return o
+	// Defaults hold the flags' settings, certificate validity and monitor included; a
+	// covering policy's defaults go on top of them (package policy).
+	Defaults policy.Defaults
 }
 
 // OperatorReconciler brings one ECK operator workload (a StatefulSet, or an OLM install's
@@ -101,6 +76,7 @@ type OperatorReconciler struct {
 var (
 	certificateGVK    = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}
 	serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
+	podMonitorGVK     = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PodMonitor"}
 )
 
 // SetupWithManager registers the controller: workloads of Kind are its primary objects;
@@ -229,7 +205,6 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, r.setStatus(ctx, sts, "not secured: "+engine.Judge(in).String())
 	}
 	plan := d.Plan
-	opts := r.Options.covered(in.Coverage)
 
 	if !plan.Flags {
 		if err := r.healConfigMap(ctx, sts, op, in.ConfigMap, res); err != nil {
@@ -239,29 +214,14 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	// The companions only with an opt-in of someone allowed to make it (no confused deputy:
 	// docs/design/20261201-confused-deputy.md); the auth-delegator binding's subjects follow
 	// the same rule (BindingReconciler).
-	entitled, notEntitled := policy.Entitled(in)
+	entitled, notEntitled := res.Entitled, res.NotEntitled
 	if entitled {
-		service, err := r.ensureService(ctx, sts, op, plan)
+		have, err := r.existing(ctx, sts.GetNamespace(), plan)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		if cert := mutate.Certificate(op, plan, service.Name, opts.Certificate); cert != nil {
-			if err := r.applyIfServed(ctx, sts, cert, certificateGVK); err != nil {
-				return reconcile.Result{}, err
-			}
-		}
-		if opts.ServiceMonitor {
-			if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-				monitored, err := r.monitored(ctx, service)
-				if err != nil {
-					return reconcile.Result{}, err
-				}
-				if !monitored {
-					if err := r.applyIfServed(ctx, sts, sm, serviceMonitorGVK); err != nil {
-						return reconcile.Result{}, err
-					}
-				}
-			}
+		if err := r.writeCompanions(ctx, sts, res.Companions(have), have); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 
@@ -403,27 +363,55 @@ func (r *OperatorReconciler) healConfigMap(ctx context.Context, sts client.Objec
 	return nil
 }
 
-// ensureService labels the operator's metrics Service, or creates one when it has none.
-func (r *OperatorReconciler) ensureService(ctx context.Context, sts client.Object, op *eck.Operator, plan *policy.Plan) (*corev1.Service, error) {
+// existing is what the engine needs to know of the operator's namespace to choose its
+// companions: its Services (cached), and, when the plan asks for a monitor, the selectors
+// of the monitors the guard did not write (read from the API server).
+func (r *OperatorReconciler) existing(ctx context.Context, namespace string, plan *policy.Plan) (engine.Existing, error) {
+	var have engine.Existing
 	var services corev1.ServiceList
-	if err := r.Client.List(ctx, &services, client.InNamespace(sts.GetNamespace())); err != nil {
-		return nil, err
+	if err := r.Client.List(ctx, &services, client.InNamespace(namespace)); err != nil {
+		return have, err
 	}
 	for i := range services.Items {
-		svc := &services.Items[i]
-		if svc.Name == plan.ServiceName || !mutate.IsMetricsService(svc, op, plan) {
-			continue
-		}
-		before := svc.DeepCopy()
-		if mutate.Service(svc, op) {
-			if err := r.patch(ctx, before, svc); err != nil {
-				return nil, fmt.Errorf("failed to label Service %s/%s: %w", svc.Namespace, svc.Name, err)
-			}
-		}
-		return svc, nil
+		have.Services = append(have.Services, &services.Items[i])
 	}
-	svc := mutate.MetricsService(op, plan)
-	return svc, r.apply(ctx, sts, svc, true)
+	if plan.Monitor == nil {
+		return have, nil
+	}
+	var err error
+	if have.ServiceMonitors, err = r.monitorSelectors(ctx, namespace, serviceMonitorGVK); err != nil {
+		return have, err
+	}
+	have.PodMonitors, err = r.monitorSelectors(ctx, namespace, podMonitorGVK)
+	return have, err
+}
+
+// writeCompanions labels the operator's own metrics Service, or creates the guard's, then
+// the Certificate and the monitor when their APIs are served. The auth-delegator binding is
+// the BindingReconciler's (one binding for every guarded operator).
+func (r *OperatorReconciler) writeCompanions(ctx context.Context, sts client.Object, c *engine.Companions, have engine.Existing) error {
+	switch {
+	case c.NewService:
+		if err := r.apply(ctx, sts, c.Service, true); err != nil {
+			return err
+		}
+	case c.Labelled:
+		i := slices.IndexFunc(have.Services, func(s *corev1.Service) bool { return s.Name == c.Service.Name })
+		if err := r.patch(ctx, have.Services[i], c.Service); err != nil {
+			return fmt.Errorf("failed to label Service %s/%s: %w", c.Service.Namespace, c.Service.Name, err)
+		}
+	}
+	if c.Certificate != nil {
+		if err := r.applyIfServed(ctx, sts, c.Certificate, certificateGVK); err != nil {
+			return err
+		}
+	}
+	if c.Monitor != nil {
+		if err := r.applyIfServed(ctx, sts, c.Monitor, c.Monitor.GetObjectKind().GroupVersionKind()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply writes a companion with server-side apply; owned ones go with the workload.
@@ -461,36 +449,33 @@ func madeByGuard(obj client.Object) bool {
 	return obj.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue
 }
 
-// monitored reports whether a ServiceMonitor not made by the guard already selects svc
-// (ECK's chart in its secure mode makes one): the guard adds none beside it, which would
-// scrape the operator twice, as inject adds none. False when ServiceMonitors are not served.
-func (r *OperatorReconciler) monitored(ctx context.Context, svc *corev1.Service) (bool, error) {
-	if _, err := r.Client.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
+// monitorSelectors are the selectors of the monitors of kind gvk in namespace that the guard
+// did not write (ECK's chart in its secure mode makes a ServiceMonitor): the engine adds none
+// that would scrape the operator twice. None when the kind is not served.
+func (r *OperatorReconciler) monitorSelectors(ctx context.Context, namespace string, gvk schema.GroupVersionKind) ([]metav1.LabelSelector, error) {
+	if _, err := r.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 		if meta.IsNoMatchError(err) {
-			return false, nil
+			return nil, nil
 		}
-		return false, err
+		return nil, err
 	}
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(serviceMonitorGVK.GroupVersion().WithKind("ServiceMonitorList"))
-	if err := r.Client.List(ctx, list, client.InNamespace(svc.Namespace)); err != nil {
-		return false, fmt.Errorf("failed to list ServiceMonitors in %s: %w", svc.Namespace, err)
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := r.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("failed to list %ss in %s: %w", gvk.Kind, namespace, err)
 	}
+	var out []metav1.LabelSelector
 	for _, sm := range list.Items {
 		if madeByGuard(&sm) {
 			continue
 		}
 		var selector metav1.LabelSelector
 		m, _, _ := unstructured.NestedMap(sm.Object, "spec", "selector")
-		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &selector) != nil {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&selector)
-		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
-			return true, nil
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &selector) == nil {
+			out = append(out, selector)
 		}
 	}
-	return false, nil
+	return out, nil
 }
 
 // certificateMissing reports whether the pod would wait for the certificate Secret. The guard

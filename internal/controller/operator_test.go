@@ -29,6 +29,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
 // These tests run OperatorReconciler.Reconcile against controller-runtime's fake client, which
@@ -56,6 +57,7 @@ func served(apis bool) apimeta.RESTMapper {
 	if apis {
 		m.Add(certificateGVK, apimeta.RESTScopeNamespace)
 		m.Add(serviceMonitorGVK, apimeta.RESTScopeNamespace)
+		m.Add(podMonitorGVK, apimeta.RESTScopeNamespace)
 	}
 	return m
 }
@@ -286,7 +288,7 @@ func status(sts *appsv1.StatefulSet) string { return sts.Annotations[meta.Annota
 // exists gets its eck.yaml and pod template secured, its companions, and the status
 // "secured"; a second pass changes nothing.
 func TestReconcileSecuresOptedInOperator(t *testing.T) {
-	f := newFixture(t, true, Options{ServiceMonitor: true},
+	f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}},
 		namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
 	if res := f.reconcile(t, "elastic-operator"); res.RequeueAfter != 0 {
 		t.Errorf("requeued after %s with the Secret there", res.RequeueAfter)
@@ -331,7 +333,7 @@ func TestReconcileSecuresOptedInOperator(t *testing.T) {
 // "secured". The guard reads no Secret: the Certificate's condition tells.
 func TestReconcileWaitsForTheSecret(t *testing.T) {
 	issuer := map[string]string{meta.AnnotationIssuer: "corp-ca"}
-	f := newFixture(t, true, Options{Certificate: mutate.DefaultCertificateOptions}, namespace(optedIn), operator(issuer), config())
+	f := newFixture(t, true, Options{}, namespace(optedIn), operator(issuer), config())
 	res := f.reconcile(t, "elastic-operator")
 	if res.RequeueAfter != waitForSecret {
 		t.Errorf("RequeueAfter = %s, want %s", res.RequeueAfter, waitForSecret)
@@ -364,13 +366,13 @@ func TestReconcileWaitsForTheSecret(t *testing.T) {
 // and an Event says so.
 func TestReconcileWithAnIssuer(t *testing.T) {
 	issuer := map[string]string{meta.AnnotationIssuer: "corp-ca", meta.AnnotationIssuerKind: "ClusterIssuer"}
-	f := newFixture(t, true, Options{ServiceMonitor: true, Certificate: mutate.DefaultCertificateOptions}, namespace(optedIn), operator(issuer), config())
+	f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(issuer), config())
 	f.reconcile(t, "elastic-operator")
 	cert := &cmv1.Certificate{}
 	f.get(t, cert, ns, "elastic-operator-metrics-guard")
 	sts := f.statefulSet(t)
 	if !metav1.IsControlledBy(cert, sts) || cert.Spec.IssuerRef.Name != "corp-ca" || cert.Spec.IssuerRef.Kind != "ClusterIssuer" ||
-		cert.Spec.Duration == nil || cert.Spec.Duration.Duration != mutate.DefaultCertificateOptions.Duration {
+		cert.Spec.Duration == nil || cert.Spec.Duration.Duration != policy.DefaultCertificate.Duration {
 		t.Errorf("Certificate = %+v, owners %+v", cert.Spec, cert.OwnerReferences)
 	}
 	secret := cert.Spec.SecretName
@@ -395,7 +397,7 @@ func TestReconcileWithAnIssuer(t *testing.T) {
 	}
 
 	t.Run("cert-manager not installed", func(t *testing.T) {
-		f := newFixture(t, false, Options{ServiceMonitor: true}, namespace(optedIn), operator(issuer), config())
+		f := newFixture(t, false, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(issuer), config())
 		f.reconcile(t, "elastic-operator")
 		if f.exists(t, &cmv1.Certificate{}, ns, "elastic-operator-metrics-guard") || f.exists(t, &monitoringv1.ServiceMonitor{}, ns, "elastic-operator-metrics-guard") {
 			t.Error("created an object of an API that is not served")
@@ -549,7 +551,7 @@ func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
 		"selects another Service":     {selector: map[string]string{"app": "elasticsearch"}, added: true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, true, Options{ServiceMonitor: true}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}),
+			f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}),
 				config(), tlsSecret("metrics-tls"), existing.DeepCopy(), userSM(tc.selector))
 			f.reconcile(t, "elastic-operator")
 			if added := f.exists(t, &monitoringv1.ServiceMonitor{}, ns, "elastic-operator-metrics-guard"); added != tc.added {

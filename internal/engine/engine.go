@@ -31,15 +31,29 @@ type Result struct {
 	// is not known (a ConfigMap alone).
 	Verdict eck.Verdict
 	Judged  bool
+	// Entitled says whether the opt-in entitles the guard to make the operator's companion
+	// objects (policy.Entitled); NotEntitled, when it does not, what the namespace's owner
+	// must do. Companions computes them.
+	Entitled    bool
+	NotEntitled string
+
+	operator  *eck.Operator
+	podLabels map[string]string
 }
 
 // Secure decides, secures and judges one operator. The error is an eck.yaml the guard
 // cannot edit in place, about the input's ConfigMap (field data[key]).
 func Secure(in policy.Input) (Result, *field.Error) {
 	d := policy.Decide(in)
-	r := Result{Decision: d}
+	r := Result{Decision: d, operator: in.Operator}
+	if in.Template != nil {
+		r.podLabels = in.Template.Labels
+	}
 	if len(d.Errs) > 0 {
 		return r, nil
+	}
+	if d.Plan != nil {
+		r.Entitled, r.NotEntitled = policy.Entitled(in)
 	}
 	tmpl, cm := in.Template, in.ConfigMap
 	if p := d.Plan; p != nil {

@@ -27,6 +27,28 @@ const (
 
 	// AnnotationCertDir chooses where the TLS Secret is mounted (metrics-cert-dir).
 	AnnotationCertDir = "metrics-guard.eck.dev/cert-dir"
+
+	// AnnotationMonitor chooses the monitor for Prometheus the guard writes: ServiceMonitor,
+	// PodMonitor or none.
+	AnnotationMonitor = "metrics-guard.eck.dev/monitor"
+
+	// AnnotationMonitorLabels and AnnotationMonitorAnnotations are extra labels and
+	// annotations on the monitor ("key=value,key=value"), e.g. the release label of
+	// kube-prometheus-stack's serviceMonitorSelector.
+	AnnotationMonitorLabels      = "metrics-guard.eck.dev/monitor-labels"
+	AnnotationMonitorAnnotations = "metrics-guard.eck.dev/monitor-annotations"
+
+	// AnnotationScrapeInterval and AnnotationScrapeTimeout set the monitor's interval and
+	// scrapeTimeout (Prometheus durations, e.g. 30s, 1m).
+	AnnotationScrapeInterval = "metrics-guard.eck.dev/scrape-interval"
+	AnnotationScrapeTimeout  = "metrics-guard.eck.dev/scrape-timeout"
+
+	// AnnotationScrapeTokenSecret names a Secret in the operator's namespace whose key
+	// AnnotationScrapeTokenKey (default "token") holds the bearer token scrapers send
+	// (authorization.credentials), instead of the scraper's own ServiceAccount token file:
+	// for Prometheus setups that forbid file access, and for PodMonitors.
+	AnnotationScrapeTokenSecret = "metrics-guard.eck.dev/scrape-token-secret"
+	AnnotationScrapeTokenKey    = "metrics-guard.eck.dev/scrape-token-key"
 )
 
 // Keys the guard writes itself.

@@ -3,8 +3,8 @@ package mutate
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
-	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
@@ -26,16 +26,6 @@ const AuthDelegatorRole = "system:auth-delegator"
 
 // ServiceAccountTokenFile is where a scraper pod finds its own token.
 const ServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-
-// CertificateOptions tune the Certificate the guard requests.
-type CertificateOptions struct {
-	Duration    time.Duration
-	RenewBefore time.Duration
-}
-
-// DefaultCertificateOptions are cert-manager's own defaults, written out so the objects
-// say what they get.
-var DefaultCertificateOptions = CertificateOptions{Duration: 90 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
 
 func companionMeta(name string, op *eck.Operator) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
@@ -94,9 +84,10 @@ func AuthDelegatorBinding(op *eck.Operator) *rbacv1.ClusterRoleBinding {
 	}
 }
 
-// Certificate requests the metrics certificate from the plan's issuer; nil without one.
-// cert-manager writes tls.crt, tls.key and ca.crt into the Secret the pod mounts.
-func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts CertificateOptions) *cmv1.Certificate {
+// Certificate requests the metrics certificate from the plan's issuer, with the plan's
+// validity; nil without an issuer. cert-manager writes tls.crt, tls.key and ca.crt into the
+// Secret the pod mounts.
+func Certificate(op *eck.Operator, plan *policy.Plan, service string) *cmv1.Certificate {
 	if plan.Issuer == nil {
 		return nil
 	}
@@ -109,8 +100,8 @@ func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts Certi
 				fmt.Sprintf("%s.%s.svc", service, op.Namespace),
 				fmt.Sprintf("%s.%s.svc.cluster.local", service, op.Namespace),
 			},
-			Duration:    &metav1.Duration{Duration: opts.Duration},
-			RenewBefore: &metav1.Duration{Duration: opts.RenewBefore},
+			Duration:    &metav1.Duration{Duration: plan.Certificate.Duration},
+			RenewBefore: &metav1.Duration{Duration: plan.Certificate.RenewBefore},
 			Usages:      []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature, cmv1.UsageKeyEncipherment},
 			PrivateKey:  &cmv1.CertificatePrivateKey{RotationPolicy: cmv1.RotationPolicyAlways},
 			IssuerRef:   cmmeta.IssuerReference{Name: plan.Issuer.Name, Kind: plan.Issuer.Kind, Group: cmp.Or(plan.Issuer.Group, "cert-manager.io")},
@@ -119,36 +110,104 @@ func Certificate(op *eck.Operator, plan *policy.Plan, service string, opts Certi
 }
 
 // ServiceMonitor scrapes the metrics Service svc over verified TLS (CA from the Secret's
-// ca.crt, no file paths) with the scraper's own ServiceAccount token. It is nil when the
-// plan has no TLS Secret (there is no CA to verify against) or svc has no metrics port.
+// ca.crt, no file paths) with the scraper's own ServiceAccount token, or the token in the
+// plan's Secret. It is nil when the plan has no monitor or no TLS Secret (there is no CA to
+// verify against), or svc has no metrics port.
 func ServiceMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *monitoringv1.ServiceMonitor {
 	port := metricsPortName(svc, plan)
-	if plan.SecretName == "" || port == "" {
+	if plan.Monitor == nil || plan.SecretName == "" || port == "" {
 		return nil
 	}
-	serverName := ServerName(op, svc.Name)
+	m := plan.Monitor
+	http := scrapeHTTP(op, plan, svc.Name)
 	endpoint := monitoringv1.Endpoint{
-		Port:            port,
-		Path:            "/metrics",
-		Scheme:          ptr.To(monitoringv1.Scheme("https")),
-		BearerTokenFile: ServiceAccountTokenFile,
+		Port:          port,
+		Path:          "/metrics",
+		Scheme:        ptr.To(monitoringv1.Scheme("https")),
+		Interval:      monitoringv1.Duration(m.Interval),
+		ScrapeTimeout: monitoringv1.Duration(m.ScrapeTimeout),
 	}
-	endpoint.TLSConfig = &monitoringv1.TLSConfig{SafeTLSConfig: monitoringv1.SafeTLSConfig{
-		ServerName: &serverName,
-		CA: monitoringv1.SecretOrConfigMap{Secret: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: plan.SecretName},
-			Key:                  "ca.crt",
-		}},
-	}}
+	endpoint.TLSConfig = &monitoringv1.TLSConfig{SafeTLSConfig: *http.TLSConfig}
+	endpoint.Authorization = http.Authorization
+	if m.TokenSecret == "" {
+		endpoint.BearerTokenFile = ServiceAccountTokenFile
+	}
 	return &monitoringv1.ServiceMonitor{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor"},
-		ObjectMeta: companionMeta(plan.ServiceName, op),
+		TypeMeta:   metav1.TypeMeta{APIVersion: "monitoring.coreos.com/v1", Kind: policy.ServiceMonitorKind},
+		ObjectMeta: monitorMeta(op, plan),
 		Spec: monitoringv1.ServiceMonitorSpec{
 			Selector:          metav1.LabelSelector{MatchLabels: ServiceLabels(op)},
 			NamespaceSelector: monitoringv1.NamespaceSelector{MatchNames: []string{op.Namespace}},
 			Endpoints:         []monitoringv1.Endpoint{endpoint},
 		},
 	}
+}
+
+// PodMonitor scrapes the operator's pods on their metrics port over verified TLS (the
+// certificate names the metrics Service svc), with the token in the plan's Secret: a
+// PodMonitor has no token file. nil when the plan has no PodMonitor or no TLS Secret.
+func PodMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *monitoringv1.PodMonitor {
+	if plan.Monitor == nil || plan.Monitor.TokenSecret == "" || plan.SecretName == "" {
+		return nil
+	}
+	m := plan.Monitor
+	endpoint := monitoringv1.PodMetricsEndpoint{
+		Port:          ptr.To(meta.PortName),
+		Path:          "/metrics",
+		Scheme:        ptr.To(monitoringv1.Scheme("https")),
+		Interval:      monitoringv1.Duration(m.Interval),
+		ScrapeTimeout: monitoringv1.Duration(m.ScrapeTimeout),
+	}
+	endpoint.HTTPConfig = scrapeHTTP(op, plan, svc.Name)
+	return &monitoringv1.PodMonitor{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "monitoring.coreos.com/v1", Kind: policy.PodMonitorKind},
+		ObjectMeta: monitorMeta(op, plan),
+		Spec: monitoringv1.PodMonitorSpec{
+			Selector:            metav1.LabelSelector{MatchLabels: op.Selector},
+			NamespaceSelector:   monitoringv1.NamespaceSelector{MatchNames: []string{op.Namespace}},
+			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{endpoint},
+		},
+	}
+}
+
+// scrapeHTTP is how a scraper reaches the metrics: TLS verified against the CA of the TLS
+// Secret (never a file path, never insecureSkipVerify) for the Service's DNS name, and the
+// token of the plan's Secret when it names one.
+func scrapeHTTP(op *eck.Operator, plan *policy.Plan, service string) monitoringv1.HTTPConfig {
+	serverName := ServerName(op, service)
+	var http monitoringv1.HTTPConfig
+	http.TLSConfig = &monitoringv1.SafeTLSConfig{
+		ServerName: &serverName,
+		CA: monitoringv1.SecretOrConfigMap{Secret: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: plan.SecretName},
+			Key:                  "ca.crt",
+		}},
+	}
+	if m := plan.Monitor; m.TokenSecret != "" {
+		http.Authorization = &monitoringv1.SafeAuthorization{
+			Type: "Bearer",
+			Credentials: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: m.TokenSecret},
+				Key:                  m.TokenKey,
+			},
+		}
+	}
+	return http
+}
+
+// monitorMeta is the monitor's metadata: the user's labels and annotations, then the
+// guard's own labels, which they cannot replace (policy refuses such keys).
+func monitorMeta(op *eck.Operator, plan *policy.Plan) metav1.ObjectMeta {
+	m := companionMeta(plan.ServiceName, op)
+	for k, v := range plan.Monitor.Labels {
+		if _, own := m.Labels[k]; !own {
+			m.Labels[k] = v
+		}
+	}
+	if len(plan.Monitor.Annotations) > 0 {
+		m.Annotations = maps.Clone(plan.Monitor.Annotations)
+	}
+	return m
 }
 
 // GrantsAuthDelegation reports whether rules allow creating TokenReviews and

@@ -259,7 +259,7 @@ func TestCompanions(t *testing.T) {
 	if crb.RoleRef.Name != "system:auth-delegator" || crb.Subjects[0].Name != "elastic-operator" || crb.Subjects[0].Namespace != "elastic-system" || crb.Namespace != "" {
 		t.Errorf("binding = %+v", crb)
 	}
-	cert := Certificate(op, &p, svc.Name, DefaultCertificateOptions)
+	cert := Certificate(op, &p, svc.Name)
 	if cert.Spec.SecretName != "metrics-tls" || cert.Spec.IssuerRef.Kind != "ClusterIssuer" ||
 		strings.Join(cert.Spec.DNSNames, ",") != "elastic-operator-metrics-guard.elastic-system.svc,elastic-operator-metrics-guard.elastic-system.svc.cluster.local" {
 		t.Errorf("certificate = %+v", cert.Spec)
@@ -269,19 +269,51 @@ func TestCompanions(t *testing.T) {
 	}
 	external := p
 	external.Issuer = &policy.IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}
-	if ref := Certificate(op, &external, svc.Name, DefaultCertificateOptions).Spec.IssuerRef; ref.Group != "awspca.cert-manager.io" || ref.Kind != "AWSPCAClusterIssuer" {
+	if ref := Certificate(op, &external, svc.Name).Spec.IssuerRef; ref.Group != "awspca.cert-manager.io" || ref.Kind != "AWSPCAClusterIssuer" {
 		t.Errorf("external issuer: %+v", ref)
 	}
-	if Certificate(op, plan, svc.Name, DefaultCertificateOptions) != nil {
+	if Certificate(op, plan, svc.Name) != nil {
 		t.Error("a Certificate without an issuer")
 	}
+	if ServiceMonitor(op, &p, svc) != nil {
+		t.Error("a ServiceMonitor that the plan did not ask for")
+	}
+	p.Monitor = &policy.Monitor{Kind: policy.ServiceMonitorKind}
 	sm := ServiceMonitor(op, &p, svc)
 	ep := sm.Spec.Endpoints[0]
-	if ep.Port != "https" || *ep.TLSConfig.ServerName != "elastic-operator-metrics-guard.elastic-system.svc" || ep.TLSConfig.CA.Secret.Key != "ca.crt" || ep.TLSConfig.CAFile != "" {
+	if ep.Port != "https" || *ep.TLSConfig.ServerName != "elastic-operator-metrics-guard.elastic-system.svc" || ep.TLSConfig.CA.Secret.Key != "ca.crt" || ep.TLSConfig.CAFile != "" ||
+		ep.BearerTokenFile != ServiceAccountTokenFile || ep.Authorization != nil || ep.Interval != "" || ep.TLSConfig.InsecureSkipVerify != nil {
 		t.Errorf("endpoint = %+v", ep)
 	}
-	if ServiceMonitor(op, &policy.Plan{Port: 8081}, svc) != nil {
+	if ServiceMonitor(op, &policy.Plan{Port: 8081, Monitor: p.Monitor}, svc) != nil {
 		t.Error("a ServiceMonitor without a CA to verify against")
+	}
+
+	// The user's labels, annotations, scrape settings and a token Secret; the guard's own
+	// labels stay.
+	p.Monitor = &policy.Monitor{Kind: policy.ServiceMonitorKind, Labels: map[string]string{"release": "kps", "app.kubernetes.io/managed-by": "helm"},
+		Annotations: map[string]string{"team": "platform"}, Interval: "30s", ScrapeTimeout: "10s", TokenSecret: "scraper-token", TokenKey: "token"}
+	sm = ServiceMonitor(op, &p, svc)
+	ep = sm.Spec.Endpoints[0]
+	if sm.Labels["release"] != "kps" || sm.Labels["app.kubernetes.io/managed-by"] != "eck-metrics-guard" || sm.Annotations["team"] != "platform" {
+		t.Errorf("metadata = %+v", sm.ObjectMeta)
+	}
+	if ep.Interval != "30s" || ep.ScrapeTimeout != "10s" || ep.BearerTokenFile != "" || ep.Authorization == nil ||
+		ep.Authorization.Credentials.Name != "scraper-token" || ep.Authorization.Credentials.Key != "token" || ep.Authorization.Type != "Bearer" {
+		t.Errorf("endpoint = %+v", ep)
+	}
+
+	p.Monitor.Kind = policy.PodMonitorKind
+	pm := PodMonitor(op, &p, svc)
+	pep := pm.Spec.PodMetricsEndpoints[0]
+	if pm.Kind != "PodMonitor" || pm.Spec.Selector.MatchLabels["control-plane"] != "elastic-operator" || *pep.Port != "metrics" || *pep.Scheme != "https" ||
+		*pep.TLSConfig.ServerName != "elastic-operator-metrics-guard.elastic-system.svc" || pep.TLSConfig.CA.Secret.Name != "metrics-tls" ||
+		pep.Authorization.Credentials.Name != "scraper-token" || pep.Interval != "30s" {
+		t.Errorf("PodMonitor = %+v", pm.Spec)
+	}
+	p.Monitor.TokenSecret = ""
+	if PodMonitor(op, &p, svc) != nil {
+		t.Error("a PodMonitor without a token: it has no token file")
 	}
 }
 

@@ -131,7 +131,7 @@ func (in Input) withPolicy() Defaults {
 	if pd.Issuer != nil {
 		d.Issuer, d.IssuerKind, d.IssuerGroup = pd.Issuer.Name, pd.Issuer.Kind, pd.Issuer.Group
 	}
-	return d
+	return withCompanions(d, pd)
 }
 
 // Enforced reports whether a policy in Enforce mode covers the input.

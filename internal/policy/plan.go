@@ -57,6 +57,9 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 		SecretName:  existingSecret(in),
 		ServiceName: ServiceName(operatorName(in)),
 	}
+	if err := plan.companions(in.Defaults, annotations); err != nil {
+		return nil, field.ErrorList{err}
+	}
 	// A Secret the user brought (the annotation, or a volume the guard did not make: neither
 	// its default name nor --tls-secret's) is theirs: a default issuer (flag or policy) must
 	// not have cert-manager overwrite it. Only an issuer annotation next to it asks for a

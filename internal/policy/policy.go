@@ -47,6 +47,10 @@ type Defaults struct {
 	Issuer      string
 	IssuerKind  string
 	IssuerGroup string
+	// Certificate is the validity of requested Certificates; zero is DefaultCertificate.
+	Certificate Certificate
+	// Monitor is the monitor for Prometheus written for each secured operator.
+	Monitor Monitor
 }
 
 // Input is everything known about one operator when a decision is made. Operator and
@@ -134,6 +138,10 @@ type Plan struct {
 	// volume the guard cannot edit): the settings are then given as flags, which win over
 	// every other source.
 	Flags bool
+	// Certificate is the validity of the Certificate requested from Issuer.
+	Certificate Certificate
+	// Monitor is the monitor for Prometheus to write; nil for none.
+	Monitor *Monitor
 }
 
 // IssuerRef names a cert-manager issuer.
@@ -431,7 +439,7 @@ func validateAnnotations(a map[string]string) field.ErrorList {
 			errs = append(errs, field.Invalid(annotationPath(meta.AnnotationCertDir), v, err.Error()))
 		}
 	}
-	return errs
+	return append(errs, validateMonitorAnnotations(a)...)
 }
 
 // ValidateDefaults checks defaults given on a command line, naming the flag.
@@ -455,6 +463,9 @@ func ValidateDefaults(d Defaults) error {
 		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
 			problems = append(problems, fmt.Sprintf("%s %q: %s", flag, v, strings.Join(msgs, "; ")))
 		}
+	}
+	for _, err := range validateMonitorFlags(d.Monitor) {
+		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
 		slices.Sort(problems)

@@ -29,7 +29,7 @@ const (
 
 // goldenOptions are the flags of every golden run: a ClusterIssuer, so that the whole end
 // state shows, and a ServiceMonitor.
-var goldenOptions = Options{ServiceMonitor: true, Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer"}}
+var goldenOptions = Options{Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer", Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}
 
 // TestGoldenOwnInputs secures every test/testdata/inject/*.yaml and compares the whole
 // output with X.yaml.injected.
@@ -110,7 +110,7 @@ func TestAlreadySecuredHelmRenderIsRecognised(t *testing.T) {
 		secured++
 		t.Run(m.String(), func(t *testing.T) {
 			input := read(t, m.Path)
-			res, err := Inject(m.Path, input, Options{ServiceMonitor: true})
+			res, err := Inject(m.Path, input, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func checkEndState(t *testing.T, s *stream, w *document, op *eck.Operator) {
 		}
 	}
 	findings = append(findings, compliance.Service(op, port, services)...)
-	if !s.delegatesAuth(op) && !hasAuthDelegatorBinding(s, op) {
+	if !s.existing(op.Namespace).DelegatesAuth(op) && !hasAuthDelegatorBinding(s, op) {
 		findings = append(findings, "no binding to system:auth-delegator")
 	}
 	for _, f := range findings {

@@ -5,17 +5,16 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
@@ -25,14 +24,11 @@ import (
 
 // Options choose what Inject adds.
 type Options struct {
-	// Defaults are the settings used where an operator's annotations say nothing.
+	// Defaults are the settings used where an operator's annotations say nothing, the
+	// Certificate's validity and the monitor included.
 	Defaults policy.Defaults
 	// Namespace is assumed for objects that do not name one.
 	Namespace string
-	// ServiceMonitor adds a Prometheus Operator ServiceMonitor for each secured operator.
-	ServiceMonitor bool
-	// Certificate tunes the cert-manager Certificate added when an issuer is chosen.
-	Certificate mutate.CertificateOptions
 }
 
 // Result is the secured stream and what was done to each operator.
@@ -66,15 +62,12 @@ func Inject(file string, input []byte, opts Options) (*Result, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
-	if opts.Certificate == (mutate.CertificateOptions{}) {
-		opts.Certificate = mutate.DefaultCertificateOptions
-	}
 	s, err := parseStream(file, input, opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{}
-	var companions []object
+	var companions []engine.Object
 	for _, w := range s.workloads() {
 		op, ok := w.operator()
 		if !ok {
@@ -98,34 +91,15 @@ func Inject(file string, input []byte, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// object is what a companion is: a typed API object with metadata.
-type object interface {
-	runtime.Object
-	metav1.Object
-}
-
 // secure secures one operator of the stream. It returns the companions to add, a note of
 // what it did, and, when the operator it opted in stays unsecured, the verdict saying why.
-func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, string, string, error) {
+func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]engine.Object, string, string, error) {
 	name := fmt.Sprintf("%s %s/%s", op.Kind, op.Namespace, op.Name)
+	in, err := cluster.Input(context.Background(), s, op.Namespace, cluster.Workload{Operator: op, Template: w.template(), Annotations: w.meta.Annotations}, opts.Defaults)
+	if err != nil {
+		return nil, "", "", s.errorAt(w, err)
+	}
 	cm := s.configMap(op.Namespace, op.ConfigMapName)
-	in := policy.Input{
-		NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"},
-		Operator:             op,
-		Template:             w.template(),
-		WorkloadAnnotations:  w.meta.Annotations,
-		Defaults:             opts.Defaults,
-		ConfigMaps:           map[string]*corev1.ConfigMap{},
-	}
-	if cm != nil {
-		in.ConfigMap = cm.obj.(*corev1.ConfigMap)
-	}
-	for _, ref := range eck.ConfigMapRefs(in.Template, op.ContainerIndex) {
-		in.ConfigMaps[ref] = nil
-		if d := s.configMap(op.Namespace, ref); d != nil {
-			in.ConfigMaps[ref] = d.obj.(*corev1.ConfigMap)
-		}
-	}
 	res, ferr := engine.Secure(in)
 	d := res.Decision
 	if ferr != nil {
@@ -161,32 +135,17 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]object, 
 		}
 	}
 
-	var added []object
-	var service *corev1.Service
-	if doc := s.metricsService(op, plan); doc != nil {
-		service = doc.obj.(*corev1.Service)
-		svcBefore := service.DeepCopy()
-		if mutate.Service(service, op) {
-			if err := doc.patchFrom(svcBefore); err != nil {
-				return nil, "", "", s.errorAt(doc, err)
-			}
-		}
-	} else {
-		service = mutate.MetricsService(op, plan)
-		added = append(added, service)
-	}
-	if !s.delegatesAuth(op) {
-		added = append(added, mutate.AuthDelegatorBinding(op))
-	}
-	if c := mutate.Certificate(op, plan, service.Name, opts.Certificate); c != nil {
-		added = append(added, c)
-	}
-	if opts.ServiceMonitor && !s.monitors(op.Namespace, service) {
-		if sm := mutate.ServiceMonitor(op, plan, service); sm != nil {
-			added = append(added, sm)
+	// The command is the opt-in of whoever may apply the stream: every companion is made.
+	c := res.Companions(s.existing(op.Namespace))
+	if c.Labelled {
+		doc := s.find("Service", c.Service.Namespace, c.Service.Name)
+		before := doc.obj.DeepCopyObject()
+		*doc.obj.(*corev1.Service) = *c.Service
+		if err := doc.patchFrom(before); err != nil {
+			return nil, "", "", s.errorAt(doc, err)
 		}
 	}
-	added = s.missing(added)
+	added := s.missing(c.New())
 
 	note := fmt.Sprintf("%s: metrics on port %d over TLS with token authentication", name, plan.Port)
 	if !res.Verdict.Secured() {
@@ -230,73 +189,77 @@ func (s *stream) configMap(namespace, name string) *document {
 	return d
 }
 
-// metricsService is the input's Service that exposes op's metrics, if any.
-func (s *stream) metricsService(op *eck.Operator, plan *policy.Plan) *document {
+// existing is what the stream holds around an operator in namespace, for its companions.
+func (s *stream) existing(namespace string) engine.Existing {
+	have := engine.Existing{ClusterRoles: map[string]*rbacv1.ClusterRole{}}
 	for _, d := range s.docs {
-		if svc, ok := d.obj.(*corev1.Service); ok && mutate.IsMetricsService(svc, op, plan) {
-			return d
-		}
-	}
-	return nil
-}
-
-// delegatesAuth reports whether the input already lets the operator's ServiceAccount create
-// TokenReviews and SubjectAccessReviews, as ECK's Helm chart does in secure mode.
-func (s *stream) delegatesAuth(op *eck.Operator) bool {
-	for _, d := range s.docs {
-		if d.typeMeta.Kind != "ClusterRoleBinding" {
-			continue
-		}
-		var crb rbacv1.ClusterRoleBinding
-		if !d.decodeOnce(&crb) || crb.RoleRef.Kind != "ClusterRole" {
-			continue
-		}
-		if !slices.ContainsFunc(crb.Subjects, func(sub rbacv1.Subject) bool {
-			return sub.Kind == rbacv1.ServiceAccountKind && sub.Name == op.ServiceAccount && sub.Namespace == op.Namespace
-		}) {
-			continue
-		}
-		if crb.RoleRef.Name == mutate.AuthDelegatorRole {
-			return true
-		}
-		if role := s.find("ClusterRole", "", crb.RoleRef.Name); role != nil {
-			var cr rbacv1.ClusterRole
-			if role.decodeOnce(&cr) && mutate.GrantsAuthDelegation(cr.Rules) {
-				return true
+		switch d.typeMeta.Kind {
+		case "Service":
+			if svc, ok := d.obj.(*corev1.Service); ok && svc.Namespace == namespace {
+				have.Services = append(have.Services, svc)
+			}
+		case "ClusterRoleBinding":
+			crb := &rbacv1.ClusterRoleBinding{}
+			if d.decodeOnce(crb) {
+				have.Bindings = append(have.Bindings, crb)
+			}
+		case "ClusterRole":
+			cr := &rbacv1.ClusterRole{}
+			if d.decodeOnce(cr) {
+				have.ClusterRoles[d.meta.Name] = cr
+			}
+		case policy.ServiceMonitorKind, policy.PodMonitorKind:
+			var m monitor
+			if d.meta.Namespace != namespace || d.meta.Labels[meta.LabelManagedBy] == meta.ManagedByValue || !d.decodeOnce(&m) {
+				continue
+			}
+			if d.typeMeta.Kind == policy.PodMonitorKind {
+				have.PodMonitors = append(have.PodMonitors, m.Spec.Selector)
+			} else {
+				have.ServiceMonitors = append(have.ServiceMonitors, m.Spec.Selector)
 			}
 		}
 	}
-	return false
+	return have
 }
 
-// monitors reports whether the input has a ServiceMonitor for svc already.
-func (s *stream) monitors(namespace string, svc *corev1.Service) bool {
-	for _, d := range s.docs {
-		if d.typeMeta.Kind != "ServiceMonitor" || d.meta.Namespace != namespace {
-			continue
-		}
-		var sm serviceMonitor
-		if !d.decodeOnce(&sm) {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
-		if err == nil && !sel.Empty() && sel.Matches(labels.Set(svc.Labels)) {
-			return true
-		}
-	}
-	return false
-}
-
-// serviceMonitor is what monitors reads of a ServiceMonitor.
-type serviceMonitor struct {
+// monitor is what existing reads of a ServiceMonitor or PodMonitor.
+type monitor struct {
 	Spec struct {
 		Selector metav1.LabelSelector `json:"selector"`
 	} `json:"spec"`
 }
 
+// The stream is the cluster.Lookup of inject: the command is the opt-in of every namespace.
+var _ cluster.Lookup = (*stream)(nil)
+
+// Namespace implements cluster.Lookup.
+func (s *stream) Namespace(context.Context, string) (cluster.Namespace, error) {
+	return cluster.Namespace{Annotations: map[string]string{meta.AnnotationSecure: "true"}}, nil
+}
+
+// ConfigMap implements cluster.Lookup.
+func (s *stream) ConfigMap(_ context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	if d := s.configMap(namespace, name); d != nil {
+		return d.obj.(*corev1.ConfigMap), nil
+	}
+	return nil, nil
+}
+
+// Operators implements cluster.Lookup.
+func (s *stream) Operators(_ context.Context, namespace string) ([]cluster.Workload, error) {
+	var out []cluster.Workload
+	for _, w := range s.workloads() {
+		if op, ok := w.operator(); ok && op.Namespace == namespace {
+			out = append(out, cluster.Workload{Operator: op, Template: w.template(), Annotations: w.meta.Annotations})
+		}
+	}
+	return out, nil
+}
+
 // missing drops companions the input already has (a second inject adds nothing).
-func (s *stream) missing(objs []object) []object {
-	var out []object
+func (s *stream) missing(objs []engine.Object) []engine.Object {
+	var out []engine.Object
 	for _, o := range objs {
 		kind := o.GetObjectKind().GroupVersionKind().Kind
 		if s.find(kind, o.GetNamespace(), o.GetName()) == nil {
@@ -310,7 +273,7 @@ func (s *stream) errorAt(d *document, err error) error {
 	return &Error{File: s.file, Index: d.index, Object: d.describe(), Err: err}
 }
 
-func (s *stream) encode(companions []object) ([]byte, error) {
+func (s *stream) encode(companions []engine.Object) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, d := range s.docs {
 		b, err := d.bytes()
@@ -334,7 +297,7 @@ func (s *stream) encode(companions []object) ([]byte, error) {
 }
 
 // manifest encodes a new object as YAML.
-func manifest(obj object) ([]byte, error) {
+func manifest(obj engine.Object) ([]byte, error) {
 	u, err := mutate.Unstructured(obj)
 	if err != nil {
 		return nil, err

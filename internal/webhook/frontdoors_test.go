@@ -44,13 +44,13 @@ import (
 
 // frontDoorOptions are inject's options of the golden runs (internal/render's goldenOptions);
 // the handler gets the same Defaults.
-var frontDoorOptions = render.Options{ServiceMonitor: true, Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer"}}
+var frontDoorOptions = render.Options{Defaults: policy.Defaults{Issuer: "eck-metrics-ca", IssuerKind: "ClusterIssuer", Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}
 
 // frontDoorNamespace is inject's default namespace for objects that name none.
 const frontDoorNamespace = "default"
 
 // companionKinds are the kinds inject may append: the objects the controller creates.
-var companionKinds = map[string]bool{"Service": true, "ClusterRoleBinding": true, "Certificate": true, "ServiceMonitor": true}
+var companionKinds = map[string]bool{"Service": true, "ClusterRoleBinding": true, "Certificate": true, "ServiceMonitor": true, "PodMonitor": true}
 
 // applyModes are the two states of the cluster the stream is applied to.
 var applyModes = []struct {

@@ -146,34 +146,12 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if cm.DeletionTimestamp != nil {
 		return admission.Allowed("being deleted")
 	}
-	in := policy.Input{ConfigMap: cm, Defaults: h.Defaults}
-	workloads, err := h.Lookup.Operators(ctx, req.Namespace)
+	in, ours, err := cluster.ConfigMapInput(ctx, h.Lookup, req.Namespace, cm, h.Defaults)
 	if err != nil {
 		return h.failOpen(ctx, err)
 	}
-	var owner *cluster.Workload
-	for i := range workloads {
-		if workloads[i].Operator.ConfigMapName == cm.Name {
-			owner = &workloads[i]
-			break
-		}
-	}
-	if owner != nil {
-		if in, err = h.input(ctx, req.Namespace, *owner); err != nil {
-			return h.failOpen(ctx, err)
-		}
-		in.ConfigMap, in.ConfigKey = cm, owner.Operator.ConfigKey
-	} else {
-		key, ok := eck.ConfigKeyOf(cm)
-		if !ok {
-			return admission.Allowed("not an ECK operator config")
-		}
-		in.ConfigKey = key
-		ns, err := h.Lookup.Namespace(ctx, req.Namespace)
-		if err != nil {
-			return h.failOpen(ctx, err)
-		}
-		ns.Into(&in)
+	if !ours {
+		return admission.Allowed("not an ECK operator config")
 	}
 	in.Admitting = policy.HolderConfigMap
 	var old *policy.Input

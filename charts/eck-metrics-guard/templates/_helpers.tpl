@@ -105,3 +105,14 @@ without cert-manager and without a caBundle of yours. Empty otherwise.
 {{- fail "defaults.issuerKind needs defaults.issuer" }}
 {{- end }}
 {{- end }}
+
+{{/*
+A map as key=value pairs joined by commas, sorted by key: the form of --monitor-labels.
+*/}}
+{{- define "eck-metrics-guard.pairs" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/render"
 )
@@ -29,9 +28,7 @@ func (o *renderOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Defaults.Port, "metrics-port", 0, "metrics port; 0 picks 8081, or the next free port up to 8099 (metrics-guard.eck.dev/metrics-port)")
 	fs.StringVar(&o.Defaults.CertDir, "cert-dir", "", "where to mount the TLS Secret; empty means ECK's default /tmp/k8s-metrics-server/serving-certs (metrics-guard.eck.dev/cert-dir)")
 	fs.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of objects that do not name one")
-	fs.BoolVar(&o.ServiceMonitor, "service-monitor", false, "add a Prometheus Operator ServiceMonitor for each secured operator")
-	fs.DurationVar(&o.Certificate.Duration, "cert-duration", mutate.DefaultCertificateOptions.Duration, "requested lifetime of the Certificate")
-	fs.DurationVar(&o.Certificate.RenewBefore, "cert-renew-before", mutate.DefaultCertificateOptions.RenewBefore, "how long before expiry cert-manager renews the Certificate")
+	addCompanionFlags(fs, &o.Defaults, false)
 }
 
 // run reads the input, secures it and returns input and output.

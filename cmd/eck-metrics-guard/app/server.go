@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -31,7 +30,6 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/serving"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
@@ -69,12 +67,9 @@ type ServerOptions struct {
 		BindAddress string
 	}
 	Controller struct {
-		Enabled                bool
-		LeaderElect            bool
-		LeaderElectionNS       string
-		ServiceMonitor         bool
-		CertificateDuration    time.Duration
-		CertificateRenewBefore time.Duration
+		Enabled          bool
+		LeaderElect      bool
+		LeaderElectionNS string
 		// BindingName is the one ClusterRoleBinding to system:auth-delegator the controller
 		// keeps (its RBAC may update that name only).
 		BindingName string
@@ -112,10 +107,9 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Controller.Enabled, "controller", true, "run the controller: companion objects, retrofit of existing operators, healing of drift")
 	fs.BoolVar(&o.Controller.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
 	fs.StringVar(&o.Controller.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
-	fs.BoolVar(&o.Controller.ServiceMonitor, "service-monitor", true, "create a ServiceMonitor for each guarded operator when the Prometheus Operator's CRDs are installed")
 	fs.StringVar(&o.Controller.BindingName, "auth-delegator-binding", controller.DefaultBindingName, "the one ClusterRoleBinding to system:auth-delegator whose subjects are the guarded operators' ServiceAccounts (the guard's RBAC may update and delete this name only)")
-	fs.DurationVar(&o.Controller.CertificateDuration, "cert-duration", mutate.DefaultCertificateOptions.Duration, "lifetime of the Certificates the controller requests")
-	fs.DurationVar(&o.Controller.CertificateRenewBefore, "cert-renew-before", mutate.DefaultCertificateOptions.RenewBefore, "how long before expiry cert-manager renews them")
+	// The companions' flags (certificate validity, monitor): shared with inject.
+	addCompanionFlags(fs, &o.Defaults, true)
 
 	fs.StringVar(&o.Defaults.Issuer, "default-issuer", "", "cert-manager issuer for operators whose annotations choose no certificate")
 	fs.StringVar(&o.Defaults.IssuerKind, "default-issuer-kind", "", "Issuer or ClusterIssuer, for --default-issuer")
@@ -256,11 +250,7 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 			APIReader: mgr.GetAPIReader(),
 			Lookup:    lookup,
 			Recorder:  mgr.GetEventRecorder("eck-metrics-guard"),
-			Options: controller.Options{
-				Defaults:       o.Defaults,
-				ServiceMonitor: o.Controller.ServiceMonitor,
-				Certificate:    mutate.CertificateOptions{Duration: o.Controller.CertificateDuration, RenewBefore: o.Controller.CertificateRenewBefore},
-			},
+			Options:   controller.Options{Defaults: o.Defaults},
 		}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("failed to set up the controller: %w", err)

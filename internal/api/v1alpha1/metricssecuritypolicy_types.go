@@ -56,6 +56,7 @@ type MetricsSecurityPolicySpec struct {
 
 // PolicyDefaults are the settings a policy in mode Mutate or Enforce gives the operators it
 // covers (an Audit policy changes nothing).
+// +kubebuilder:validation:XValidation:rule="!has(self.serviceMonitor) || !has(self.monitor) || !has(self.monitor.kind)",message="set monitor.kind or serviceMonitor, not both"
 type PolicyDefaults struct {
 	// Issuer is the cert-manager issuer of the Certificate that backs each operator's
 	// metrics TLS Secret.
@@ -79,6 +80,66 @@ type PolicyDefaults struct {
 	// --service-monitor flag.
 	// +optional
 	ServiceMonitor *bool `json:"serviceMonitor,omitempty"`
+
+	// Monitor is the monitor for Prometheus written for each covered operator: its kind,
+	// labels a Prometheus selects it by, scrape settings and the scraper's credentials.
+	// +optional
+	Monitor *MonitorDefaults `json:"monitor,omitempty"`
+}
+
+// MonitorDefaults are the settings of the monitor the guard writes for an operator.
+// +kubebuilder:validation:XValidation:rule="!has(self.kind) || self.kind != 'PodMonitor' || has(self.authorization)",message="a PodMonitor has no bearerTokenFile: set authorization to a Secret key with the scraper's token"
+type MonitorDefaults struct {
+	// Kind is ServiceMonitor (scrape through the metrics Service), PodMonitor (scrape the
+	// pods; needs authorization) or None; unset follows the annotations and flags.
+	// +kubebuilder:validation:Enum=ServiceMonitor;PodMonitor;None
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// Labels are added to the monitor, e.g. release: <name> for kube-prometheus-stack.
+	// Keys of the guard's own (metrics-guard.eck.dev/, app.kubernetes.io/managed-by) are refused.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations are added to the monitor.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Interval between scrapes (a Prometheus duration, e.g. 30s); unset is Prometheus's.
+	// +kubebuilder:validation:Pattern=`^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Interval string `json:"interval,omitempty"`
+
+	// ScrapeTimeout of each scrape (a Prometheus duration), not longer than Interval.
+	// +kubebuilder:validation:Pattern=`^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	ScrapeTimeout string `json:"scrapeTimeout,omitempty"`
+
+	// Authorization is a Secret key, in each operator's namespace, with the bearer token
+	// scrapers send (authorization.credentials) instead of their own ServiceAccount token
+	// file: for Prometheus setups that forbid file access, and for PodMonitors.
+	// +optional
+	Authorization *SecretKeyReference `json:"authorization,omitempty"`
+}
+
+// SecretKeyReference is a key of a Secret in the operator's namespace.
+type SecretKeyReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// Key in the Secret; default token.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:default=token
+	// +optional
+	Key string `json:"key,omitempty"`
 }
 
 // IssuerReference names a cert-manager Issuer (in the operator's namespace) or ClusterIssuer,

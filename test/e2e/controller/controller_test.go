@@ -132,6 +132,50 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	}
 }
 
+// TestPodMonitorWithScrapeSettings: the scrape settings of a namespace that runs a
+// kube-prometheus-stack-like Prometheus (selects monitors by label, forbids file access)
+// give a PodMonitor, accepted by the Prometheus Operator's real CRD schema, that scrapes the
+// pods over verified TLS with the token of a Secret and carries the label Prometheus selects.
+func TestPodMonitorWithScrapeSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ns := env.Namespace(t, "e2e-podmonitor", map[string]string{
+		meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca",
+		meta.AnnotationMonitor: "PodMonitor", meta.AnnotationMonitorLabels: "release=kube-prometheus-stack",
+		meta.AnnotationScrapeInterval: "30s", meta.AnnotationScrapeTimeout: "10s", meta.AnnotationScrapeTokenSecret: "scraper-token",
+	}, nil)
+	caIssuer(t, ns)
+	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.4.0.yaml"), ns))
+	o := env.Operator(t, ns)
+	name := o.Op.Name + "-metrics-guard"
+	cert := readyCertificate(t, ns, name, 30*time.Second)
+
+	pm := &monitoringv1.PodMonitor{}
+	framework.Eventually(t, "the PodMonitor", func() (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pm)
+		return err == nil, client.IgnoreNotFound(err)
+	})
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	if pm.Labels["release"] != "kube-prometheus-stack" || ep.Port == nil || *ep.Port != "metrics" || ep.Scheme == nil || *ep.Scheme != "https" ||
+		ep.Interval != "30s" || ep.ScrapeTimeout != "10s" {
+		t.Errorf("PodMonitor = %+v %+v", pm.ObjectMeta, pm.Spec)
+	}
+	if a := ep.Authorization; a == nil || a.Credentials == nil || a.Credentials.Name != "scraper-token" || a.Credentials.Key != "token" {
+		t.Errorf("authorization = %+v", ep.Authorization)
+	}
+	if tls := ep.TLSConfig; tls == nil || tls.ServerName == nil || *tls.ServerName != name+"."+ns+".svc" || tls.CA.Secret == nil || tls.CA.Secret.Name != cert.Spec.SecretName ||
+		tls.InsecureSkipVerify != nil {
+		t.Errorf("tlsConfig = %+v", ep.TLSConfig)
+	}
+	if !metav1.IsControlledBy(pm, o.Object) {
+		t.Errorf("the PodMonitor is not owned by the StatefulSet: %+v", pm.OwnerReferences)
+	}
+	sm := &monitoringv1.ServiceMonitor{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sm); !apierrors.IsNotFound(err) {
+		t.Errorf("a ServiceMonitor beside the PodMonitor: %v", err)
+	}
+}
+
 // TestWaitingForCertificate: with an issuer that does not exist, the operator's Pod waits for
 // the Secret (the mount is not optional) and the StatefulSet says so.
 func TestWaitingForCertificate(t *testing.T) {

@@ -48,7 +48,7 @@ func options() (framework.Options, error) {
 		return framework.Options{}, err
 	}
 	var crds []string
-	for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ServiceMonitorCRD, framework.ECKCRDs} {
+	for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ServiceMonitorCRD, framework.PodMonitorCRD, framework.ECKCRDs} {
 		path, err := find()
 		if err != nil {
 			return framework.Options{}, err

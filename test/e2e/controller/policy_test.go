@@ -57,6 +57,14 @@ func TestPolicyValidation(t *testing.T) {
 		"duration too short": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Issuer: issuer,
 			Certificate: &v1alpha1.CertificateDefaults{Duration: dur("10m")}}},
 			want: `spec.defaults.certificate.duration: Invalid value: "10m0s": must be at least 1h`},
+		"unknown monitor kind": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Monitor: &v1alpha1.MonitorDefaults{Kind: "Probe"}}},
+			want: `spec.defaults.monitor.kind: Unsupported value: "Probe": supported values: "ServiceMonitor", "PodMonitor", "None"`},
+		"PodMonitor without a token Secret": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Monitor: &v1alpha1.MonitorDefaults{Kind: "PodMonitor"}}},
+			want: "spec.defaults.monitor: Invalid value: a PodMonitor has no bearerTokenFile"},
+		"serviceMonitor and monitor.kind": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{ServiceMonitor: ptr(true), Monitor: &v1alpha1.MonitorDefaults{Kind: "ServiceMonitor"}}},
+			want: "spec.defaults: Invalid value: set monitor.kind or serviceMonitor, not both"},
+		"scrape interval": {spec: v1alpha1.MetricsSecurityPolicySpec{Defaults: v1alpha1.PolicyDefaults{Monitor: &v1alpha1.MonitorDefaults{Interval: "30 seconds"}}},
+			want: `spec.defaults.monitor.interval: Invalid value: "30 seconds"`},
 	}
 	t.Run("external issuer", func(t *testing.T) {
 		p := &v1alpha1.MetricsSecurityPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "external-"}, Spec: v1alpha1.MetricsSecurityPolicySpec{NamespaceSelector: &metav1.LabelSelector{},

@@ -17,6 +17,15 @@ func ServiceMonitorCRD() (string, error) {
 	return filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"), nil
 }
 
+// PodMonitorCRD is the Prometheus Operator's PodMonitor CRD file, from the same module.
+func PodMonitorCRD() (string, error) {
+	dir, err := moduleDir("crds", "github.com/prometheus-operator/prometheus-operator")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml"), nil
+}
+
 // moduleDir downloads a module required by test/tools/<tools> and returns its directory.
 func moduleDir(tools, module string) (string, error) {
 	root, err := RepoRoot()
