@@ -15,7 +15,7 @@ const (
 	exitChanges = 1
 	exitError   = 2
 	// exitUnsecured: diff found an operator it opted in that stays without secured metrics
-	// (unsupported, or unknown to the guard).
+	// (unsupported, or unknown to the guard); audit found an operator not secured.
 	exitUnsecured = 3
 )
 
@@ -67,6 +67,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newInjectCommand(),
 		newDiffCommand(),
+		newAuditCommand(),
 		newVersionCommand(),
 		newServerCommand(),
 	)
