@@ -23,7 +23,7 @@ import (
 
 type auditOptions struct {
 	kubeconfig, context, output, namespace string
-	defaults                    policy.Defaults
+	defaults                               policy.Defaults
 }
 
 func newAuditCommand() *cobra.Command {
