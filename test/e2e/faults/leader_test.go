@@ -2,14 +2,11 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
@@ -28,34 +25,9 @@ func TestLeaderStopped(t *testing.T) {
 		t.Skip("builds the binary and waits for a Lease to expire")
 	}
 	ctx := context.Background()
-	buildCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	binary, err := framework.BuildGuard(buildCtx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	const leaseNS = "e2e-guard-leader"
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNS, Labels: map[string]string{"metrics-guard.eck.dev/exclude": "true"}}}); err != nil {
-		t.Fatal(err)
-	}
+	leaseNS := leaseNamespace(t, "e2e-guard-leader")
 	wh := env.Environment.WebhookInstallOptions
-	start := func(name string, port int) *framework.Process {
-		args := []string{"webhook", "--kubeconfig=" + env.Kubeconfig, "--leader-elect", "--leader-election-namespace=" + leaseNS,
-			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--service-monitor=false",
-			"--webhook-host=" + wh.LocalServingHost, fmt.Sprintf("--webhook-port=%d", port), "--webhook-cert-dir=" + wh.LocalServingCertDir}
-		p, err := env.StartProcess(name, binary, args, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = p.Stop()
-			if t.Failed() {
-				t.Logf("last lines of %s:\n%s", name, p.Tail(30))
-			}
-		})
-		return p
-	}
-	acquired := func(p *framework.Process) bool { return strings.Contains(p.Log(), "Successfully acquired lease") }
+	start := func(name string, port int) *framework.Process { return startGuardProcess(t, name, port, leaseNS) }
 
 	first := start("guard-first", wh.LocalServingPort)
 	framework.EventuallyWithin(t, "the first guard to lead", time.Minute, func() (bool, error) { return acquired(first), nil })

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,21 @@ func (e *Env) StartProcess(name, path string, args, env []string) (*Process, err
 
 // Stop sends SIGTERM and waits (SIGKILL after 10s). Only the first call reports an error.
 func (p *Process) Stop() error { return p.p.stop() }
+
+// Kill sends SIGKILL, as a node or the OOM killer would: the process cannot run any handler
+// (a leader does not release its Lease), and waits for it to be gone. After Kill, Stop
+// reports nothing; Kill reports a process that had exited on its own before.
+func (p *Process) Kill() error {
+	p.p.once.Do(func() {
+		if p.p.hasExited() {
+			p.p.stopErr = p.p.failure("exited while the test ran")
+			return
+		}
+		_ = p.p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.p.exited
+	})
+	return p.p.stopErr
+}
 
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool { return p.p.hasExited() }

@@ -124,6 +124,11 @@ type Env struct {
 	KeepDir bool
 
 	kcm *controllerManager
+	// apiServer is the kube-apiserver RestartAPIServer started in place of envtest's (nil
+	// before a restart); extraAPIServers are those of StartAPIServer.
+	apiServer       *process
+	extraAPIServers []*process
+	apiServerRuns   int
 
 	mu        sync.Mutex
 	cancelBG  context.CancelFunc
@@ -292,7 +297,18 @@ func (e *Env) Stop() error {
 				errs = append(errs, err)
 			}
 		}
+		e.mu.Lock()
+		apiServers := append(e.extraAPIServers, e.apiServer)
+		e.mu.Unlock()
+		for _, p := range apiServers {
+			if p != nil {
+				if err := p.stop(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 		if e.Environment != nil {
+			// After a restart envtest's own kube-apiserver is gone already: this stops etcd.
 			if err := e.Environment.Stop(); err != nil {
 				errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
 			}
@@ -313,8 +329,12 @@ func (e *Env) Stop() error {
 
 // DumpLogs writes the path and the last lines lines of each process log in Dir to w.
 func (e *Env) DumpLogs(w io.Writer, lines int) {
-	for _, name := range []string{"kube-controller-manager.log", "kube-apiserver.log", "etcd.log"} {
-		path := filepath.Join(e.Dir, name)
+	restarted, _ := filepath.Glob(filepath.Join(e.Dir, "kube-apiserver-*.log"))
+	for _, name := range append([]string{"kube-controller-manager.log", "kube-apiserver.log"}, append(restarted, "etcd.log")...) {
+		path := name
+		if !filepath.IsAbs(name) {
+			path = filepath.Join(e.Dir, name)
+		}
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
