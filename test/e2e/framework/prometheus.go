@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -102,28 +101,26 @@ func toolVersion(tools, module string) (string, error) {
 // control plane, watching namespace ns only (--namespaces), with no kubelet Service to keep
 // (--kubelet-service empty: there is no kubelet). It runs as a ServiceAccount
 // prometheus-operator in ns, bound to the ClusterRole the operator's release ships
-// (example/rbac/prometheus-operator in its module, renamed <ns>:prometheus-operator), as
-// its Deployment would: its RBAC, not an admin identity, decides what it may do. It returns
-// once its web server answers /healthz; the test ends it (t.Cleanup), and e.Stop before the
-// control plane.
-func StartPrometheusOperator(t testing.TB, e *Env, ns string) *Process {
-	t.Helper()
-	ctx := context.Background()
+// (example/rbac/prometheus-operator in its module, renamed <ns>:prometheus-operator), as its
+// Deployment would: its RBAC, not an admin identity, decides what it may do. It returns once
+// its web server answers /healthz. Stop it with Stop; e.Stop stops it too, before the control
+// plane. The RBAC objects stay (they are named after ns).
+func StartPrometheusOperator(ctx context.Context, e *Env, ns string) (*Process, error) {
 	path := filepath.Join(e.BinDir, "prometheus-operator")
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("run `make prometheus-operator` first: %s not found", path)
+		return nil, fmt.Errorf("run `make prometheus-operator` first: %s not found", path)
 	}
 	dir, err := moduleDir("crds", promOperatorModule)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, "example", "rbac", "prometheus-operator", "prometheus-operator-cluster-role.yaml"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	role := &rbacv1.ClusterRole{}
 	if err := sigsyaml.UnmarshalStrict(raw, role); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("the Prometheus Operator's ClusterRole: %w", err)
 	}
 	role.ObjectMeta = metav1.ObjectMeta{Name: ns + ":prometheus-operator"}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prometheus-operator", Namespace: ns}}
@@ -134,17 +131,16 @@ func StartPrometheusOperator(t testing.TB, e *Env, ns string) *Process {
 	}
 	for _, obj := range []client.Object{sa, role, binding} {
 		if err := e.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		t.Cleanup(func() { _ = e.Client.Delete(context.Background(), obj) })
 	}
 	kubeconfig, err := e.ServiceAccountKubeconfig(ctx, ns, sa.Name)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p, err := e.StartProcess("prometheus-operator-"+ns, path, []string{
@@ -154,29 +150,25 @@ func StartPrometheusOperator(t testing.TB, e *Env, ns string) *Process {
 		"--log-level=info",
 	}, []string{"KUBECONFIG=" + kubeconfig, "HOME=" + e.Dir, "PATH=" + os.Getenv("PATH")})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", p.LogPath(), p.Tail(40))
-		}
-		if err := p.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
 	if err := waitHTTP(ctx, "http://"+addr+"/healthz", time.Minute, p.Exited); err != nil {
-		t.Fatalf("prometheus-operator: %v; last lines of %s:\n%s", err, p.LogPath(), p.Tail(30))
+		_ = p.Stop()
+		return nil, fmt.Errorf("prometheus-operator: %w; last lines of %s:\n%s", err, p.LogPath(), p.Tail(30))
 	}
-	return p
+	return p, nil
 }
 
-// PrometheusOptions name the Prometheus object whose generated configuration RunPrometheus runs.
+// PrometheusOptions name the Prometheus object whose generated configuration StartPrometheus runs.
 type PrometheusOptions struct {
 	// Namespace and Name of the monitoring.coreos.com Prometheus object.
 	Namespace, Name string
 	// ServiceAccount is its spec.serviceAccountName: Prometheus's token is one of it, from the
 	// TokenRequest API.
 	ServiceAccount string
+	// Dir is the directory the Pod's paths are mapped under (Prometheus.Root); a new one in
+	// Env.Dir if empty.
+	Dir string
 	// Timeout bounds the wait for the operator's Secrets and Prometheus's readiness; 2 minutes
 	// if zero.
 	Timeout time.Duration
@@ -223,43 +215,50 @@ type Prometheus struct {
 	generated string
 }
 
-// podPathPrefixes are the directories of a Prometheus Pod whose files RunPrometheus maps.
+// podPathPrefixes are the directories of a Prometheus Pod whose files StartPrometheus maps.
 var podPathPrefixes = []string{"/etc/prometheus/", "/var/run/secrets/kubernetes.io/serviceaccount/"}
 
-// RunPrometheus waits for the Prometheus Operator to generate the configuration of the
+// StartPrometheus waits for the Prometheus Operator to generate the configuration of the
 // Prometheus object opts names, and runs Prometheus with it (see Prometheus). It returns once
-// Prometheus is ready (/-/ready); the test stops it (t.Cleanup).
-func RunPrometheus(t testing.TB, e *Env, opts PrometheusOptions) *Prometheus {
-	t.Helper()
+// Prometheus is ready (/-/ready). Stop it with Stop; e.Stop stops it too.
+func StartPrometheus(ctx context.Context, e *Env, opts PrometheusOptions) (*Prometheus, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
 	}
 	path := filepath.Join(e.BinDir, "prometheus")
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("run `make prometheus` first: %s not found", path)
+		return nil, fmt.Errorf("run `make prometheus` first: %s not found", path)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	if opts.Dir == "" {
+		dir, err := os.MkdirTemp(e.Dir, "prometheus-")
+		if err != nil {
+			return nil, err
+		}
+		opts.Dir = dir
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	p := &Prometheus{Root: t.TempDir(), e: e, opts: opts}
+	p := &Prometheus{Root: opts.Dir, e: e, opts: opts}
 	var err error
 	for {
 		if p.generated, err = p.generatedConfig(ctx); err == nil {
 			break
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("the Prometheus Operator generated no configuration for Prometheus %s/%s: %v", opts.Namespace, opts.Name, err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the Prometheus Operator generated no configuration for Prometheus %s/%s: %v", opts.Namespace, opts.Name, err)
+		case <-time.After(500 * time.Millisecond):
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	if err := p.RotateToken(ctx); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := p.materialise(ctx); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p.URL = "http://127.0.0.1:" + strconv.Itoa(port)
 	p.proc, err = e.StartProcess("prometheus-"+opts.Namespace+"-"+opts.Name, path, []string{
@@ -270,21 +269,24 @@ func RunPrometheus(t testing.TB, e *Env, opts PrometheusOptions) *Prometheus {
 		"--log.level=info",
 	}, []string{"HOME=" + p.Root, "PATH=" + os.Getenv("PATH")})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("configuration Prometheus ran (%s):\n%s\nlast lines of %s:\n%s", p.configFile(), p.Config, p.proc.LogPath(), p.proc.Tail(40))
-		}
-		if err := p.proc.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
 	if err := waitHTTP(ctx, p.URL+"/-/ready", opts.Timeout, p.proc.Exited); err != nil {
-		t.Fatalf("prometheus: %v; last lines of %s:\n%s", err, p.proc.LogPath(), p.proc.Tail(30))
+		_ = p.proc.Stop()
+		return nil, fmt.Errorf("prometheus: %w; last lines of %s:\n%s", err, p.proc.LogPath(), p.proc.Tail(30))
 	}
-	return p
+	return p, nil
 }
+
+// Stop sends SIGTERM and waits (SIGKILL after 10s); an error if it did not stop cleanly or
+// had exited. Only the first call reports.
+func (p *Prometheus) Stop() error { return p.proc.Stop() }
+
+// LogPath is the file Prometheus logs to.
+func (p *Prometheus) LogPath() string { return p.proc.LogPath() }
+
+// Tail is the last n lines of its log.
+func (p *Prometheus) Tail(n int) string { return p.proc.Tail(n) }
 
 // GeneratedConfig is the Prometheus Operator's current configuration for the Prometheus
 // object (decompressed, before any rewrite).

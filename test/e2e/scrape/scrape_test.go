@@ -99,7 +99,13 @@ func proveScrape(t *testing.T, m monitor) {
 	caIssuers(t, ns)
 	fixture := framework.ECKManifest(t, "operator-3.5.0.yaml")
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, fixture, ns))
-	applyOperatorClusterRBAC(t, fixture, ns)
+	rbac, err := env.ECKClusterRBAC(ctx, fixture, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range rbac {
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
+	}
 
 	// The guard's end state: secured, the Certificate issued, the monitor written.
 	var o framework.Operator
@@ -135,10 +141,10 @@ func proveScrape(t *testing.T, m monitor) {
 
 	// The real Prometheus Operator makes the configuration of a Prometheus object that selects
 	// the guard's monitors.
-	framework.StartPrometheusOperator(t, env, ns)
+	startPrometheusOperator(t, ns)
 	promName := "e2e"
 	createPrometheus(t, m, ns, promName, scraper)
-	prom := framework.RunPrometheus(t, env, framework.PrometheusOptions{Namespace: ns, Name: promName, ServiceAccount: scraper})
+	prom := startPrometheus(t, framework.PrometheusOptions{Namespace: ns, Name: promName, ServiceAccount: scraper, Dir: t.TempDir()})
 	t.Logf("Prometheus Operator %s generated the configuration; paths mapped:\n  %s", promOperatorVersion, strings.Join(prom.Mapped, "\n  "))
 	// The operator copies the CA of the guard's Secret into its TLS assets as
 	// <n>_<namespace>_<secret>_<key>.
@@ -676,54 +682,39 @@ func waitAllowed(t *testing.T, user string, res *authorizationv1.ResourceAttribu
 	}
 }
 
-// applyOperatorClusterRBAC creates the fixture's ClusterRole elastic-operator and its
-// ClusterRoleBinding, renamed <ns>:elastic-operator and bound to the ServiceAccount in ns.
-func applyOperatorClusterRBAC(t *testing.T, fixture, ns string) {
+// startPrometheusOperator runs the real Prometheus Operator on ns until the test ends.
+func startPrometheusOperator(t *testing.T, ns string) {
 	t.Helper()
-	ctx := context.Background()
-	raw, err := os.ReadFile(fixture)
+	p, err := framework.StartPrometheusOperator(context.Background(), env, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs []client.Object
-	for _, doc := range strings.Split(string(raw), "\n---") {
-		var head metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", p.LogPath(), p.Tail(40))
 		}
-		switch head.Kind {
-		case "ClusterRole":
-			role := &rbacv1.ClusterRole{}
-			if err := yaml.Unmarshal([]byte(doc), role); err != nil {
-				t.Fatal(err)
-			}
-			if role.Name != "elastic-operator" { // -view and -edit are for users
-				continue
-			}
-			role.Name = ns + ":" + role.Name
-			objs = append(objs, role)
-		case "ClusterRoleBinding":
-			binding := &rbacv1.ClusterRoleBinding{}
-			if err := yaml.Unmarshal([]byte(doc), binding); err != nil {
-				t.Fatal(err)
-			}
-			binding.Name = ns + ":" + binding.Name
-			binding.RoleRef.Name = ns + ":" + binding.RoleRef.Name
-			for i := range binding.Subjects {
-				binding.Subjects[i].Namespace = ns
-			}
-			objs = append(objs, binding)
+		if err := p.Stop(); err != nil {
+			t.Error(err)
 		}
+	})
+}
+
+// startPrometheus runs the real Prometheus on the operator's configuration until the test ends.
+func startPrometheus(t *testing.T, opts framework.PrometheusOptions) *framework.Prometheus {
+	t.Helper()
+	p, err := framework.StartPrometheus(context.Background(), env, opts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(objs) != 2 {
-		t.Fatalf("%s: found %d of the operator's ClusterRole and ClusterRoleBinding, want 2", fixture, len(objs))
-	}
-	for _, obj := range objs {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("configuration Prometheus ran:\n%s\nlast lines of %s:\n%s", p.Config, p.LogPath(), p.Tail(40))
 		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
-	}
+		if err := p.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
 }
 
 func appendUnique(list []string, s string) []string {
