@@ -79,7 +79,8 @@ func StartNetNS(t testing.TB) *NetNS {
 }
 
 // NewNetNS creates a network namespace named emg-<pid>-<n> with a veth pair: the host end
-// vh<pid><n> holds HostIP/30, the namespace end vn<pid><n> PodIP/30, and its loopback is up.
+// vh<pid>-<n> holds HostIP/30, the namespace end vn<pid>-<n> PodIP/30, and its loopback is up.
+// It first removes the namespaces of earlier test processes that died before deleting theirs.
 // It takes the first /30 of 10.213.0.0/16 from a start that depends on the process id that
 // no interface of the machine has an address in (at most 64 tries). On error, what it made is
 // removed again.
@@ -89,11 +90,12 @@ func NewNetNS() (_ *NetNS, retErr error) {
 	}
 	seq := int(netnsSeq.Add(1))
 	pid := os.Getpid()
+	removeStaleNetNS()
 	n := &NetNS{
-		Name:     fmt.Sprintf("emg-%d-%d", pid, seq),
-		hostLink: fmt.Sprintf("vh%d%d", pid%1000000, seq%100),
+		Name:     fmt.Sprintf("%s%d-%d", netnsPrefix, pid, seq),
+		hostLink: fmt.Sprintf("vh%d-%d", pid, seq%1000), // at most 15 bytes: pids have 7 digits at most
 	}
-	podLink := fmt.Sprintf("vn%d%d", pid%1000000, seq%100)
+	podLink := fmt.Sprintf("vn%d-%d", pid, seq%1000)
 	used, err := addressesInUse()
 	if err != nil {
 		return nil, err
@@ -143,6 +145,34 @@ func NewNetNS() (_ *NetNS, retErr error) {
 		}
 	}
 	return n, nil
+}
+
+// netnsPrefix starts the name of every namespace NewNetNS makes: emg-<pid>-<n>.
+const netnsPrefix = "emg-"
+
+// removeStaleNetNS deletes the namespaces NewNetNS made in processes that are gone (a test
+// binary killed before its cleanups ran), so that their veth pairs and addresses do not pile
+// up. A namespace whose process still runs is left alone.
+func removeStaleNetNS() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, entry := range entries {
+		rest, ok := strings.CutPrefix(entry.Name(), netnsPrefix)
+		if !ok {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // still running
+		}
+		_ = ipCmd("netns", "del", entry.Name())
+	}
 }
 
 // netnsSeq numbers the namespaces of this process.

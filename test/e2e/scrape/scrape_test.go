@@ -416,7 +416,11 @@ func operatorPodRunning(t *testing.T, o framework.Operator, netns *framework.Net
 		}
 		return false, nil
 	})
-	running, err := env.PodRunning(ctx, ns, pod.Name, "e2e-"+netns.Name, netns.HostIP, netns.PodIP)
+	node := "e2e-" + netns.Name
+	running, err := env.PodRunning(ctx, ns, pod.Name, node, netns.HostIP, netns.PodIP)
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
