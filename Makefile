@@ -12,6 +12,7 @@ export KUBEBUILDER_ASSETS ?= $(LOCALBIN)
 include test/tools/controlplane.mk
 include test/tools/certmanager.mk
 include test/tools/eck.mk
+include test/tools/prometheus.mk
 include test/tools/packaging.mk
 include test/tools/eckcharts.mk
 include test/tools/demo.mk
@@ -57,8 +58,15 @@ TEST_JSON ?= $(CURDIR)/testbin/test.json
 GO_MODULE = $(shell go list -m)
 NO_SKIPS  = $(GO_MODULE)/test/
 
+# The pinned binaries make test needs, built once into ./bin. The longest build first, so that
+# `make -j2 test-tools` (what .ci/run does on a cold machine) starts it at once.
+TEST_TOOLS = prometheus controlplane cert-manager eck-operator prometheus-operator helm gotestsum
+
+.PHONY: test-tools
+test-tools: $(TEST_TOOLS) ## Build every pinned binary make test needs into ./bin (make -j2 test-tools builds two at a time).
+
 .PHONY: test
-test: controlplane cert-manager eck-operator helm eck-manifests gotestsum lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
+test: test-tools eck-manifests lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
 	@mkdir -p $(dir $(TEST_JSON))
 	@status=0; $(GOTESTSUM) --format pkgname --jsonfile $(TEST_JSON) -- -count=1 ./... || status=$$?; \
 	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) -trim $(GO_MODULE)/ $(TEST_JSON) || status=1; \

@@ -99,15 +99,32 @@ func run(ctx context.Context, o options) (retErr error) {
 	fmt.Println()
 	heading("Starting")
 
-	var certManagerCRDs, serviceMonitorCRD string
-	if err := step("CRDs: cert-manager and the Prometheus Operator's ServiceMonitor (Go module cache), MetricsSecurityPolicy (config/crd)", func() error {
-		if certManagerCRDs, err = framework.CertManagerCRDs(); err != nil {
-			return err
+	crds := []string{filepath.Join(repo, "config", "crd", "bases")}
+	if err := step("CRDs: cert-manager's, ECK's and the Prometheus Operator's (Go module cache), MetricsSecurityPolicy (config/crd)", func() error {
+		for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ECKCRDs} {
+			path, err := find()
+			if err != nil {
+				return err
+			}
+			crds = append(crds, path)
 		}
-		serviceMonitorCRD, err = framework.ServiceMonitorCRD()
+		prom, err := framework.PrometheusOperatorCRDs()
+		crds = append(crds, prom...)
 		return err
 	}); err != nil {
 		return err
+	}
+	// The real ECK operator runs, after the guard, in a network namespace of the demo's own
+	// when it can (root, iproute2), removed after everything else has stopped.
+	netns, nsErr := (*framework.NetNS)(nil), framework.NetNSRequirements()
+	if nsErr == nil {
+		if netns, nsErr = framework.NewNetNS(); nsErr == nil {
+			defer func() {
+				if err := netns.Delete(); err != nil {
+					fmt.Fprintf(os.Stderr, "removing network namespace %s: %v\n", netns.Name, err)
+				}
+			}()
+		}
 	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme, v1alpha1.AddToScheme} {
@@ -122,7 +139,7 @@ func run(ctx context.Context, o options) (retErr error) {
 		defer cancel()
 		env, err = framework.New(startCtx, framework.Options{
 			ControllerManager: true,
-			CRDDirectoryPaths: []string{certManagerCRDs, serviceMonitorCRD, filepath.Join(repo, "config", "crd", "bases")},
+			CRDDirectoryPaths: crds,
 			Scheme:            scheme,
 			WebhookInstallOptions: envtest.WebhookInstallOptions{
 				Paths: []string{filepath.Join(repo, "config", "webhook")},
@@ -260,6 +277,11 @@ func run(ctx context.Context, o options) (retErr error) {
 	}
 	if err := report(waitCtx, c); err != nil {
 		return failed(err)
+	}
+	realCtx, cancelReal := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelReal()
+	if err := realECK(realCtx, env, repo, before, after, netns, nsErr); err != nil {
+		return err
 	}
 
 	if !o.keep {

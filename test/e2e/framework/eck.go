@@ -65,6 +65,9 @@ type ECKOptions struct {
 	LogName string
 	// Timeout bounds the wait for the metrics port; 2 minutes if zero.
 	Timeout time.Duration
+	// NetNS, if set, runs the operator in that network namespace (as in a Pod: addresses of
+	// its own, not the host's), reaching the API server through NetNS.ForwardAPIServer.
+	NetNS *NetNS
 }
 
 // ECK is a running ECK operator process.
@@ -103,7 +106,13 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
 	}
-	kubeconfig, err := e.ServiceAccountKubeconfig(ctx, opts.Namespace, opts.ServiceAccount)
+	var kubeconfig string
+	var err error
+	if opts.NetNS != nil {
+		kubeconfig, err = opts.NetNS.ServiceAccountKubeconfig(ctx, e, opts.Namespace, opts.ServiceAccount)
+	} else {
+		kubeconfig, err = e.ServiceAccountKubeconfig(ctx, opts.Namespace, opts.ServiceAccount)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +135,11 @@ func StartECK(ctx context.Context, e *Env, opts ECKOptions) (*ECK, error) {
 		"TMPDIR=" + os.TempDir(),
 		"PATH=" + os.Getenv("PATH"),
 	}
-	p, err := startProcess(e, "eck-operator", opts.LogName, path, args, env)
+	bin := path
+	if opts.NetNS != nil {
+		bin, args = opts.NetNS.Command(path, args)
+	}
+	p, err := startProcess(e, "eck-operator", opts.LogName, bin, args, env)
 	if err != nil {
 		return nil, err
 	}
