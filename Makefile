@@ -79,8 +79,15 @@ fuzz: ## Fuzz the eck.yaml editor, the admission handler and inject, FUZZTIME ea
 	go test -run='^$$' -fuzz=FuzzInject -fuzztime=$(or $(FUZZTIME),60s) ./internal/render/
 
 .PHONY: bench
-bench: ## Run the benchmarks.
+bench: ## Run the benchmarks: every Go benchmark, then the load tool against the guard and a null webhook (docs/benchmarks.md).
 	go test -run='^$$' -bench=. -benchmem ./internal/...
+	go run ./test/load
+	go run ./test/load -overload
+
+.PHONY: bench-quick
+bench-quick: ## A short benchmark run (CI): the stages of the hot path once each, and the load tool's quick mode.
+	go test -run='^$$' -bench='Stages|ServeHTTP' -benchtime=50x ./internal/webhook/
+	go run ./test/load -quick
 
 ##@ Build
 
