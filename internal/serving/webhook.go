@@ -1,10 +1,12 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -74,9 +76,10 @@ func (o *WebhookOptions) setDefaults() {
 // they keep controller-runtime's webhook metrics (controller_runtime_webhook_*), and each is
 // behind the in-flight bound.
 type WebhookServer struct {
-	opts  WebhookOptions
-	inner crwebhook.Server
-	limit chan struct{}
+	opts   WebhookOptions
+	inner  crwebhook.Server
+	limit  chan struct{}
+	bursts *burst
 
 	mu      sync.Mutex
 	started bool
@@ -87,7 +90,8 @@ var _ crwebhook.Server = &WebhookServer{}
 // NewWebhookServer returns a server with the options (zero values are defaults).
 func NewWebhookServer(o WebhookOptions) *WebhookServer {
 	o.setDefaults()
-	s := &WebhookServer{opts: o, inner: crwebhook.NewServer(crwebhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir})}
+	s := &WebhookServer{opts: o, inner: crwebhook.NewServer(crwebhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir}),
+		bursts: &burst{log: logf.Log.WithName("webhook-server"), quiet: time.Second}}
 	if o.MaxInFlight > 0 {
 		s.limit = make(chan struct{}, o.MaxInFlight)
 	}
@@ -109,6 +113,16 @@ func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.inner.WebhookMux(
 // requests are in flight. The API server takes it as a failed call and applies the
 // webhook's failurePolicy (Ignore: admitted unchanged; the controller heals it later),
 // right away instead of after timeoutSeconds.
+//
+// The answer has no Retry-After header: kube-apiserver calls webhooks through client-go's
+// REST client, which retries a 429 that has one (after the seconds it says, up to 10 times),
+// so a Retry-After would turn every shed call into a wait until timeoutSeconds and multiply
+// the load of a server that is already past its capacity.
+//
+// A request whose caller has gone (the API server's timeout) before a slot freed is not
+// handled, and a body that cannot be read (the caller left while sending it) is dropped
+// without the error line controller-runtime writes for each: under overload both come by the
+// thousand. What was shed or dropped is logged once per burst (see burst).
 func (s *WebhookServer) bounded(h http.Handler) http.Handler {
 	if s.limit == nil {
 		return h
@@ -117,13 +131,77 @@ func (s *WebhookServer) bounded(h http.Handler) http.Handler {
 		select {
 		case s.limit <- struct{}{}:
 			defer func() { <-s.limit }()
-			h.ServeHTTP(w, r)
 		default:
 			shed.Inc()
-			w.Header().Set("Retry-After", "1")
+			s.bursts.note(shedRequest, cap(s.limit))
 			http.Error(w, fmt.Sprintf("eck-metrics-guard: %d admissions in flight, try again", cap(s.limit)), http.StatusTooManyRequests)
+			return
 		}
+		if r.Context().Err() != nil {
+			s.bursts.note(abandonedRequest, cap(s.limit))
+			http.Error(w, "eck-metrics-guard: the caller has gone", http.StatusServiceUnavailable)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+			if err != nil {
+				s.bursts.note(abandonedRequest, cap(s.limit))
+				http.Error(w, "eck-metrics-guard: the request body could not be read", http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		h.ServeHTTP(w, r)
 	})
+}
+
+// maxBody is read ahead of the handler; controller-runtime refuses a body larger than 7 MiB,
+// so what it is given past this is refused there, as before.
+const maxBody = 8 << 20
+
+// Kinds of what bursts counts.
+const (
+	shedRequest = iota
+	abandonedRequest
+)
+
+// burst logs overload once per burst rather than once per request: the first request shed
+// (or abandoned) after a quiet second starts a burst and writes one line, with the counts of
+// the burst before it; the eck_metrics_guard_webhook_shed_total metric counts every one.
+type burst struct {
+	log   logr.Logger
+	quiet time.Duration
+
+	mu                sync.Mutex
+	last, began       time.Time
+	shed, abandoned   int
+	bursts            int
+	prevShed, prevAbd int
+}
+
+func (b *burst) note(kind, limit int) {
+	now := time.Now()
+	b.mu.Lock()
+	newBurst := b.last.IsZero() || now.Sub(b.last) > b.quiet
+	if newBurst {
+		if !b.last.IsZero() {
+			b.prevShed, b.prevAbd = b.shed, b.abandoned
+		}
+		b.shed, b.abandoned, b.began = 0, 0, now
+		b.bursts++
+	}
+	b.last = now
+	if kind == shedRequest {
+		b.shed++
+	} else {
+		b.abandoned++
+	}
+	prevShed, prevAbd, n := b.prevShed, b.prevAbd, b.bursts
+	b.mu.Unlock()
+	if newBurst {
+		b.log.Info("overloaded: answering 429 to admissions past --webhook-max-in-flight and dropping those whose caller left; logged once per burst (a quiet second ends it)",
+			"maxInFlight", limit, "burst", n, "previousBurstShed", prevShed, "previousBurstAbandoned", prevAbd)
+	}
 }
 
 // Start serves until ctx ends, as DefaultServer does (certificate files watched and

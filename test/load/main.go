@@ -136,7 +136,13 @@ func newRunner(timeout time.Duration, maxInFlight int) (*runner, error) {
 	return &runner{dir: dir, certs: certs, timeout: timeout, maxInFlight: maxInFlight, pool: pool}, nil
 }
 
-func (r *runner) cleanup() { _ = os.RemoveAll(r.dir) }
+func (r *runner) cleanup() {
+	if os.Getenv("LOAD_KEEP") != "" {
+		fmt.Fprintln(os.Stderr, "load: logs kept in", r.dir)
+		return
+	}
+	_ = os.RemoveAll(r.dir)
+}
 
 // server is a child process serving one webhook.
 type server struct {
