@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -155,6 +156,53 @@ func (s *WebhookServer) bounded(h http.Handler) http.Handler {
 	})
 }
 
+// maxConnections bounds the connections open at once, for a bound of maxInFlight admissions.
+// Past capacity, kube-apiserver's client opens a new connection for each call that finds none
+// idle (HTTP/1.1; with HTTP/2, when a connection's streams run out): thousands of TLS
+// handshakes a second, each costing more CPU than shedding the call, and tens of KiB of
+// buffers each. A connection over the bound is closed as soon as it is accepted, before its
+// handshake: the API server sees the call fail at once and applies the failurePolicy. Twice
+// the in-flight bound leaves room for every API server's pool of kept-alive connections
+// (client-go keeps 25 idle per host) and for the calls that are answered 429.
+func maxConnections(maxInFlight int) int { return 2 * maxInFlight }
+
+// connLimit is a listener that closes the connections accepted past max open ones.
+type connLimit struct {
+	net.Listener
+	max    int64
+	open   atomic.Int64
+	bursts *burst
+}
+
+func (l *connLimit) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			refused.Inc()
+			l.bursts.note(refusedConnection, int(l.max/2))
+			_ = c.Close() // before any TLS: costs the accept only
+			continue
+		}
+		return &countedConn{Conn: c, open: &l.open}, nil
+	}
+}
+
+// countedConn gives its place back once, when closed.
+type countedConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
 // maxBody is read ahead of the handler; controller-runtime refuses a body larger than 7 MiB,
 // so what it is given past this is refused there, as before.
 const maxBody = 8 << 20
@@ -163,6 +211,7 @@ const maxBody = 8 << 20
 const (
 	shedRequest = iota
 	abandonedRequest
+	refusedConnection
 )
 
 // burst logs overload once per burst rather than once per request: the first request shed
@@ -172,11 +221,11 @@ type burst struct {
 	log   logr.Logger
 	quiet time.Duration
 
-	mu                sync.Mutex
-	last, began       time.Time
-	shed, abandoned   int
-	bursts            int
-	prevShed, prevAbd int
+	mu                         sync.Mutex
+	last, began                time.Time
+	shed, abandoned, refused   int
+	bursts                     int
+	prevShed, prevAbd, prevRef int
 }
 
 func (b *burst) note(kind, limit int) {
@@ -185,22 +234,25 @@ func (b *burst) note(kind, limit int) {
 	newBurst := b.last.IsZero() || now.Sub(b.last) > b.quiet
 	if newBurst {
 		if !b.last.IsZero() {
-			b.prevShed, b.prevAbd = b.shed, b.abandoned
+			b.prevShed, b.prevAbd, b.prevRef = b.shed, b.abandoned, b.refused
 		}
-		b.shed, b.abandoned, b.began = 0, 0, now
+		b.shed, b.abandoned, b.refused, b.began = 0, 0, 0, now
 		b.bursts++
 	}
 	b.last = now
-	if kind == shedRequest {
+	switch kind {
+	case shedRequest:
 		b.shed++
-	} else {
+	case abandonedRequest:
 		b.abandoned++
+	default:
+		b.refused++
 	}
-	prevShed, prevAbd, n := b.prevShed, b.prevAbd, b.bursts
+	prevShed, prevAbd, prevRef, n := b.prevShed, b.prevAbd, b.prevRef, b.bursts
 	b.mu.Unlock()
 	if newBurst {
-		b.log.Info("overloaded: answering 429 to admissions past --webhook-max-in-flight and dropping those whose caller left; logged once per burst (a quiet second ends it)",
-			"maxInFlight", limit, "burst", n, "previousBurstShed", prevShed, "previousBurstAbandoned", prevAbd)
+		b.log.Info("overloaded: answering 429 to admissions past --webhook-max-in-flight, closing connections past twice that, dropping calls whose caller left; logged once per burst (a quiet second ends it)",
+			"maxInFlight", limit, "burst", n, "previousBurstShed", prevShed, "previousBurstAbandoned", prevAbd, "previousBurstRefusedConnections", prevRef)
 	}
 }
 
@@ -222,10 +274,14 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 			log.Error(err, "certificate watcher error")
 		}
 	}()
-	listener, err := tls.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port)), cfg)
+	tcp, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port)))
 	if err != nil {
 		return err
 	}
+	if s.limit != nil { // below TLS: the http.Server must see *tls.Conn (handshake, ALPN)
+		tcp = &connLimit{Listener: tcp, max: int64(maxConnections(cap(s.limit))), bursts: s.bursts}
+	}
+	listener := tls.NewListener(tcp, cfg)
 	srv := &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		Handler:           s.WebhookMux(),

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,21 +144,48 @@ func drive(ctx context.Context, c *http.Client, url string, body []byte, l load)
 	return out
 }
 
+// post sends one admission as kube-apiserver's webhook client (client-go's REST client) does:
+// an answer 429 or 5xx with a Retry-After header is retried after that many seconds, up to
+// 10 times, within the request's timeout.
 func post(ctx context.Context, c *http.Client, url string, body []byte) (int, string, error) {
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	for attempt := 0; ; attempt++ {
+		code, proto, after, err := postOnce(ctx, c, url, body)
+		if err != nil || (code != http.StatusTooManyRequests && code < 500) || after < 0 || attempt == 10 {
+			return code, proto, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, proto, ctx.Err()
+		case <-time.After(time.Duration(after) * time.Second):
+		}
+	}
+}
+
+// postOnce sends one request; after is the answer's Retry-After in seconds, -1 if none.
+func postOnce(ctx context.Context, c *http.Client, url string, body []byte) (code int, proto string, after int, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", err
+		return 0, "", -1, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", -1, err
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return 0, resp.Proto, err
+		return 0, resp.Proto, -1, err
 	}
-	return resp.StatusCode, resp.Proto, nil
+	after = -1
+	if v, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && v >= 0 {
+		after = v
+	}
+	return resp.StatusCode, resp.Proto, after, nil
 }
 
 // percentile of sorted durations (nearest rank); 0 for none.
