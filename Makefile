@@ -88,8 +88,15 @@ fuzz: ## Fuzz the eck.yaml editor, the admission handler, inject and the policy 
 	go test -run='^$$' -fuzz=FuzzDecide -fuzztime=$(or $(FUZZTIME),60s) ./internal/policy/
 
 .PHONY: bench
-bench: ## Run the benchmarks.
+bench: ## Run the benchmarks: every Go benchmark, then the load tool against the guard and a null webhook (docs/benchmarks.md).
 	go test -run='^$$' -bench=. -benchmem ./internal/...
+	go run ./test/load
+	go run ./test/load -overload
+
+.PHONY: bench-quick
+bench-quick: ## A short benchmark run (CI): the stages of the hot path once each, and the load tool's quick mode.
+	go test -run='^$$' -bench='Stages|ServeHTTP' -benchtime=50x ./internal/webhook/
+	go run ./test/load -quick
 
 ##@ Build
 

@@ -63,6 +63,20 @@ func (c Change) validate() error {
 // A {flow: mapping} is edited in place too; only if that fails verification is it re-encoded
 // through yaml.v3, which keeps its keys and values but not its layout.
 func Apply(text string, changes ...Change) (string, bool, error) {
+	key := applyKey(text, changes)
+	if a, ok := applies.get(key); ok {
+		return a.text, a.changed, a.err
+	}
+	out, changed, err := apply(text, changes)
+	size := len(key)
+	if changed {
+		size += len(out)
+	}
+	applies.put(key, applied{out, changed, err}, size)
+	return out, changed, err
+}
+
+func apply(text string, changes []Change) (string, bool, error) {
 	for _, c := range changes {
 		if err := c.validate(); err != nil {
 			return text, false, err

@@ -59,12 +59,9 @@ type entry struct {
 
 // Parse reads eck.yaml and refuses what ECK would refuse, so that a Config always describes a
 // file the operator can load. An empty or comments-only document is an empty Config.
+// The result of a recent text is shared (see memo.go): a Config is read-only.
 func Parse(text string) (*Config, error) {
-	d, err := parse(text)
-	if err != nil {
-		return nil, err
-	}
-	return &d.Config, nil
+	return parseMemo(text)
 }
 
 // Keys returns the top-level keys as written, in document order, so that reports can list

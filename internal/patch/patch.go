@@ -45,21 +45,35 @@ func Diff(before, after any) ([]jsonpatch.Operation, error) {
 // sortOperations orders operations by path, token by token and list indexes by number,
 // so that a patch is the same on every run and a parent comes before its children.
 func sortOperations(ops []jsonpatch.Operation) {
-	slices.SortStableFunc(ops, func(a, b jsonpatch.Operation) int {
-		x, y := strings.Split(a.Path, "/"), strings.Split(b.Path, "/")
-		for i := 0; i < len(x) && i < len(y); i++ {
-			if x[i] == y[i] {
-				continue
-			}
-			m, errM := strconv.Atoi(x[i])
-			n, errN := strconv.Atoi(y[i])
+	slices.SortStableFunc(ops, func(a, b jsonpatch.Operation) int { return comparePaths(a.Path, b.Path) })
+}
+
+// comparePaths compares two JSON pointers token by token, numbers as numbers, a prefix
+// first (strings.Split's tokens, without the allocations).
+func comparePaths(x, y string) int {
+	for {
+		a, restX, moreX := strings.Cut(x, "/")
+		b, restY, moreY := strings.Cut(y, "/")
+		if a != b {
+			m, errM := strconv.Atoi(a)
+			n, errN := strconv.Atoi(b)
 			if errM == nil && errN == nil {
 				return cmp.Compare(m, n)
 			}
-			return strings.Compare(x[i], y[i])
+			return strings.Compare(a, b)
 		}
-		return cmp.Compare(len(x), len(y))
-	})
+		if !moreX || !moreY {
+			return cmp.Compare(count(moreX), count(moreY))
+		}
+		x, y = restX, restY
+	}
+}
+
+func count(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Marshal encodes operations as a JSON patch document.

@@ -12,7 +12,13 @@ var shed = prometheus.NewCounter(prometheus.CounterOpts{
 	Help: "Admission requests answered 429 because the webhook server had --webhook-max-in-flight requests in flight.",
 })
 
-func init() { ctrlmetrics.Registry.MustRegister(shed) }
+// refused counts the connections closed at once because twice --webhook-max-in-flight were open.
+var refused = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "eck_metrics_guard_webhook_refused_connections_total",
+	Help: "Connections to the webhook server closed as soon as accepted because twice --webhook-max-in-flight connections were open.",
+})
+
+func init() { ctrlmetrics.Registry.MustRegister(shed, refused) }
 
 // Shed is the number of admissions shed so far.
 func Shed() float64 {

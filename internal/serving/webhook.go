@@ -1,10 +1,12 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -74,9 +77,10 @@ func (o *WebhookOptions) setDefaults() {
 // they keep controller-runtime's webhook metrics (controller_runtime_webhook_*), and each is
 // behind the in-flight bound.
 type WebhookServer struct {
-	opts  WebhookOptions
-	inner crwebhook.Server
-	limit chan struct{}
+	opts   WebhookOptions
+	inner  crwebhook.Server
+	limit  chan struct{}
+	bursts *burst
 
 	mu      sync.Mutex
 	started bool
@@ -87,7 +91,8 @@ var _ crwebhook.Server = &WebhookServer{}
 // NewWebhookServer returns a server with the options (zero values are defaults).
 func NewWebhookServer(o WebhookOptions) *WebhookServer {
 	o.setDefaults()
-	s := &WebhookServer{opts: o, inner: crwebhook.NewServer(crwebhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir})}
+	s := &WebhookServer{opts: o, inner: crwebhook.NewServer(crwebhook.Options{Host: o.Host, Port: o.Port, CertDir: o.CertDir}),
+		bursts: &burst{log: logf.Log.WithName("webhook-server"), quiet: time.Second}}
 	if o.MaxInFlight > 0 {
 		s.limit = make(chan struct{}, o.MaxInFlight)
 	}
@@ -109,6 +114,16 @@ func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.inner.WebhookMux(
 // requests are in flight. The API server takes it as a failed call and applies the
 // webhook's failurePolicy (Ignore: admitted unchanged; the controller heals it later),
 // right away instead of after timeoutSeconds.
+//
+// The answer has no Retry-After header: kube-apiserver calls webhooks through client-go's
+// REST client, which retries a 429 that has one (after the seconds it says, up to 10 times),
+// so a Retry-After would turn every shed call into a wait until timeoutSeconds and multiply
+// the load of a server that is already past its capacity.
+//
+// A request whose caller has gone (the API server's timeout) before a slot freed is not
+// handled, and a body that cannot be read (the caller left while sending it) is dropped
+// without the error line controller-runtime writes for each: under overload both come by the
+// thousand. What was shed or dropped is logged once per burst (see burst).
 func (s *WebhookServer) bounded(h http.Handler) http.Handler {
 	if s.limit == nil {
 		return h
@@ -117,13 +132,128 @@ func (s *WebhookServer) bounded(h http.Handler) http.Handler {
 		select {
 		case s.limit <- struct{}{}:
 			defer func() { <-s.limit }()
-			h.ServeHTTP(w, r)
 		default:
 			shed.Inc()
-			w.Header().Set("Retry-After", "1")
+			s.bursts.note(shedRequest, cap(s.limit))
 			http.Error(w, fmt.Sprintf("eck-metrics-guard: %d admissions in flight, try again", cap(s.limit)), http.StatusTooManyRequests)
+			return
 		}
+		if r.Context().Err() != nil {
+			s.bursts.note(abandonedRequest, cap(s.limit))
+			http.Error(w, "eck-metrics-guard: the caller has gone", http.StatusServiceUnavailable)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+			if err != nil {
+				s.bursts.note(abandonedRequest, cap(s.limit))
+				http.Error(w, "eck-metrics-guard: the request body could not be read", http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		h.ServeHTTP(w, r)
 	})
+}
+
+// maxConnections bounds the connections open at once, for a bound of maxInFlight admissions.
+// Past capacity, kube-apiserver's client opens a new connection for each call that finds none
+// idle (HTTP/1.1; with HTTP/2, when a connection's streams run out): thousands of TLS
+// handshakes a second, each costing more CPU than shedding the call, and tens of KiB of
+// buffers each. A connection over the bound is closed as soon as it is accepted, before its
+// handshake: the API server sees the call fail at once and applies the failurePolicy. Twice
+// the in-flight bound leaves room for every API server's pool of kept-alive connections
+// (client-go keeps 25 idle per host) and for the calls that are answered 429.
+func maxConnections(maxInFlight int) int { return 2 * maxInFlight }
+
+// connLimit is a listener that closes the connections accepted past max open ones.
+type connLimit struct {
+	net.Listener
+	max    int64
+	open   atomic.Int64
+	bursts *burst
+}
+
+func (l *connLimit) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			refused.Inc()
+			l.bursts.note(refusedConnection, int(l.max/2))
+			_ = c.Close() // before any TLS: costs the accept only
+			continue
+		}
+		return &countedConn{Conn: c, open: &l.open}, nil
+	}
+}
+
+// countedConn gives its place back once, when closed.
+type countedConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// maxBody is read ahead of the handler; controller-runtime refuses a body larger than 7 MiB,
+// so what it is given past this is refused there, as before.
+const maxBody = 8 << 20
+
+// Kinds of what bursts counts.
+const (
+	shedRequest = iota
+	abandonedRequest
+	refusedConnection
+)
+
+// burst logs overload once per burst rather than once per request: the first request shed
+// (or abandoned) after a quiet second starts a burst and writes one line, with the counts of
+// the burst before it; the eck_metrics_guard_webhook_shed_total metric counts every one.
+type burst struct {
+	log   logr.Logger
+	quiet time.Duration
+
+	mu                         sync.Mutex
+	last, began                time.Time
+	shed, abandoned, refused   int
+	bursts                     int
+	prevShed, prevAbd, prevRef int
+}
+
+func (b *burst) note(kind, limit int) {
+	now := time.Now()
+	b.mu.Lock()
+	newBurst := b.last.IsZero() || now.Sub(b.last) > b.quiet
+	if newBurst {
+		if !b.last.IsZero() {
+			b.prevShed, b.prevAbd, b.prevRef = b.shed, b.abandoned, b.refused
+		}
+		b.shed, b.abandoned, b.refused, b.began = 0, 0, 0, now
+		b.bursts++
+	}
+	b.last = now
+	switch kind {
+	case shedRequest:
+		b.shed++
+	case abandonedRequest:
+		b.abandoned++
+	default:
+		b.refused++
+	}
+	prevShed, prevAbd, prevRef, n := b.prevShed, b.prevAbd, b.prevRef, b.bursts
+	b.mu.Unlock()
+	if newBurst {
+		b.log.Info("overloaded: answering 429 to admissions past --webhook-max-in-flight, closing connections past twice that, dropping calls whose caller left; logged once per burst (a quiet second ends it)",
+			"maxInFlight", limit, "burst", n, "previousBurstShed", prevShed, "previousBurstAbandoned", prevAbd, "previousBurstRefusedConnections", prevRef)
+	}
 }
 
 // Start serves until ctx ends, as DefaultServer does (certificate files watched and
@@ -144,10 +274,14 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 			log.Error(err, "certificate watcher error")
 		}
 	}()
-	listener, err := tls.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port)), cfg)
+	tcp, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(s.opts.Port)))
 	if err != nil {
 		return err
 	}
+	if s.limit != nil { // below TLS: the http.Server must see *tls.Conn (handshake, ALPN)
+		tcp = &connLimit{Listener: tcp, max: int64(maxConnections(cap(s.limit))), bursts: s.bursts}
+	}
+	listener := tls.NewListener(tcp, cfg)
 	srv := &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		Handler:           s.WebhookMux(),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,10 @@ const Path = "/mutate"
 type Handler struct {
 	Lookup   cluster.Lookup
 	Defaults policy.Defaults
+
+	// fullDiff makes the patch from the whole objects before and after (patch.Diff), as the
+	// guard did before patch.Template: the tests compare both.
+	fullDiff bool
 }
 
 var (
@@ -102,11 +107,21 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
-	before := obj.DeepCopyObject()
-	if r.Template != nil {
-		*tmpl = *r.Template
+	if h.fullDiff {
+		before := obj.DeepCopyObject()
+		if r.Template != nil {
+			*tmpl = *r.Template
+		}
+		return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Diff(before, obj) }, d.Warnings)
 	}
-	return h.patched(ctx, before, obj, d.Warnings)
+	return h.patched(ctx, func() ([]jsonpatch.Operation, error) {
+		if r.Template == nil {
+			return nil, nil
+		}
+		// Only the pod template changes (engine.Secure secures a copy of it): the operations
+		// come from comparing the two templates, not the whole objects.
+		return patch.Template("/spec/template", tmpl, r.Template)
+	}, d.Warnings)
 }
 
 // notOperator answers a workload that is not an ECK operator. It reaches the guard only
@@ -178,11 +193,19 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if resp, done := h.early(ctx, req, d); done {
 		return resp
 	}
-	before := cm.DeepCopy()
-	if r.ConfigMap != nil {
-		*cm = *r.ConfigMap
+	if h.fullDiff {
+		before := cm.DeepCopy()
+		if r.ConfigMap != nil {
+			*cm = *r.ConfigMap
+		}
+		return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Diff(before, cm) }, d.Warnings)
 	}
-	return h.patched(ctx, before, cm, d.Warnings)
+	return h.patched(ctx, func() ([]jsonpatch.Operation, error) {
+		if r.ConfigMap == nil {
+			return nil, nil
+		}
+		return patch.ConfigMap(cm, r.ConfigMap) // a secured copy
+	}, d.Warnings)
 }
 
 func (h *Handler) service(ctx context.Context, req admission.Request) admission.Response {
@@ -205,7 +228,10 @@ func (h *Handler) service(ctx context.Context, req admission.Request) admission.
 		}
 		before := svc.DeepCopy()
 		mutate.Service(svc, w.Operator)
-		return h.patched(ctx, before, svc, nil)
+		if h.fullDiff {
+			return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Diff(before, svc) }, nil)
+		}
+		return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Service(before, svc) }, nil)
 	}
 	return admission.Allowed("not the metrics Service of a guarded ECK operator")
 }
@@ -295,9 +321,9 @@ func (h *Handler) early(ctx context.Context, req admission.Request, d policy.Dec
 	return admission.Response{}, false
 }
 
-// patched answers with the operations that turn before into after.
-func (h *Handler) patched(ctx context.Context, before, after runtime.Object, warnings []string) admission.Response {
-	ops, err := patch.Diff(before, after)
+// patched answers with the operations diff returns.
+func (h *Handler) patched(ctx context.Context, diff func() ([]jsonpatch.Operation, error), warnings []string) admission.Response {
+	ops, err := diff()
 	if err != nil {
 		return h.failOpen(ctx, err)
 	}

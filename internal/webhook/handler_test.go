@@ -98,6 +98,9 @@ func TestStatefulSetPatch(t *testing.T) {
 			t.Errorf("%s %s: the webhook only adds and sets", op.Operation, op.Path)
 		}
 		b, _ := json.Marshal(op.Value)
+		var generic any // keys in order, whatever the value's type
+		_ = json.Unmarshal(b, &generic)
+		b, _ = json.Marshal(generic)
 		got[op.Operation+" "+op.Path] = string(b)
 	}
 	want := map[string]string{
@@ -130,7 +133,12 @@ func hashOf(t *testing.T, h *Handler, raw string) string {
 	resp := h.Handle(context.Background(), request(statefulSets, "elastic-system", raw))
 	for _, op := range resp.Patches {
 		if op.Path == "/spec/template/metadata/annotations" {
-			return op.Value.(map[string]any)[meta.AnnotationMetricsHash].(string)
+			b, _ := json.Marshal(op.Value) // typed (patch.Template) or decoded JSON (patch.Diff)
+			var annotations map[string]string
+			if err := json.Unmarshal(b, &annotations); err != nil {
+				t.Fatal(err)
+			}
+			return annotations[meta.AnnotationMetricsHash]
 		}
 	}
 	t.Fatal("no hash annotation")
