@@ -132,7 +132,7 @@ func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(&v1alpha1.MetricsSecurityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.allOperators),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
-	return b.Complete(r)
+	return b.Complete(quietConflicts{"eck-operator-" + strings.ToLower(r.Kind), r}) // conflicts.go
 }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {
