@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,21 +28,21 @@ func Conflict(err error) bool {
 	if apierrors.IsConflict(err) {
 		return true
 	}
+	// The API server answers a JSON patch it cannot apply (the test failed, or a path is not
+	// there) with this generic 422 and no causes: its reason is dropped. A patch of the
+	// controller starts with the resourceVersion test and was computed from the object of that
+	// version, so only a newer object fails it. A validation error (422 too) names the object
+	// and its causes.
 	var status apierrors.APIStatus
 	if !apierrors.IsInvalid(err) || !errors.As(err, &status) {
 		return false
 	}
-	details := status.Status().Details
-	if details == nil {
-		return false
-	}
-	for _, c := range details.Causes {
-		if strings.Contains(c.Message, "/metadata/resourceVersion") && strings.Contains(c.Message, "test") {
-			return true
-		}
-	}
-	return false
+	st := status.Status()
+	return st.Message == patchNotApplied && (st.Details == nil || (len(st.Details.Causes) == 0 && st.Details.Name == ""))
 }
+
+// patchNotApplied is the API server's message for a JSON patch it could not apply.
+const patchNotApplied = "the server rejected our request due to an error in our request"
 
 // conflicts counts the reconciles retried after a Conflict.
 var conflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
