@@ -125,7 +125,9 @@ func TestMemoryAtScale(t *testing.T) {
 		if li == len(levels)-1 {
 			row += " " + retrofit(ctx, t, c, eck, g, optIn)
 			m = g.measure(t)
-			row += fmt.Sprintf(" | after: VmHWM %.1f, heap %.1f; reconciles %s", mib(m.hwm), mib(m.heapInuse), g.metric(t, "controller_runtime_reconcile_total"))
+			row += fmt.Sprintf(" | after: VmHWM %.1f, heap %.1f; reconciles %s; API requests %s; conflicts retried %s; ConfigMap reads %s",
+				mib(m.hwm), mib(m.heapInuse), g.metric(t, "controller_runtime_reconcile_total"), g.metric(t, "rest_client_requests_total"),
+				g.metric(t, "eck_metrics_guard_reconcile_conflicts_total"), g.metric(t, "eck_metrics_guard_configmap_reads_total"))
 		}
 		rows = append(rows, row)
 		t.Log(row)
@@ -459,7 +461,7 @@ func (g *guard) metric(t *testing.T, name string) string {
 	if !found {
 		return "?"
 	}
-	if len(parts) > 0 && len(parts) <= 12 && name != "go_memstats_heap_inuse_bytes" {
+	if len(parts) > 0 && len(parts) <= 16 && name != "go_memstats_heap_inuse_bytes" {
 		return fmt.Sprintf("%g %v", sum, parts)
 	}
 	return strconv.FormatFloat(sum, 'f', 0, 64)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -106,6 +107,8 @@ type ControllerOptions struct {
 	LeaderElectionNS string
 	// MaxConcurrentReconciles is the number of workers of each controller.
 	MaxConcurrentReconciles int
+	// ResyncPeriod is how often every cached object is handed to the controllers again.
+	ResyncPeriod time.Duration
 	// BindingName is the one ClusterRoleBinding to system:auth-delegator the controller
 	// keeps (its RBAC may update that name only).
 	BindingName string
@@ -121,6 +124,13 @@ type ControllerOptions struct {
 // writes, on the webhook), so workers beyond the cores pay; 10 converge 200 operators opted in
 // at once in a few seconds on two cores (docs/benchmarks.md).
 const DefaultMaxConcurrentReconciles = 10
+
+// DefaultResyncPeriod: the cache holds only the ConfigMaps the guard labelled, so a change of
+// another ECK config (an operator an Audit policy covers, one not opted in, or a config
+// recreated while the webhook was down) reaches no controller by a watch. Every 10 minutes the
+// controllers see every cached object again; at a few API reads per operator that is about
+// 2 requests a second for 400 operators.
+const DefaultResyncPeriod = 10 * time.Minute
 
 // Flag sections, in the order of the command's help.
 const (
@@ -177,6 +187,7 @@ func (o *ServerOptions) FlagSets() map[string]*pflag.FlagSet {
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
 	fs.IntVar(&c.MaxConcurrentReconciles, "max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "workers of each controller (operator StatefulSets, operator Deployments, the binding, the policies)")
+	fs.DurationVar(&c.ResyncPeriod, "resync-period", DefaultResyncPeriod, "how often every ECK operator and policy is reconciled again, changed or not: the backstop for what no watch sees (the cache holds only the ConfigMaps the guard labelled)")
 	fs.StringVar(&c.BindingName, "auth-delegator-binding", controller.DefaultBindingName, "the one ClusterRoleBinding to system:auth-delegator whose subjects are the guarded operators' ServiceAccounts (the guard's RBAC may update and delete this name only)")
 
 	fs = sets[sectionDefaults]
@@ -357,6 +368,7 @@ func cacheOptions(o *ServerOptions) cache.Options {
 	return cache.Options{
 		DefaultTransform:  cluster.Transform,
 		DefaultNamespaces: namespaces,
+		SyncPeriod:        ptr.To(o.Controller.ResyncPeriod),
 		ByObject: map[client.Object]cache.ByObject{
 			&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
 			&corev1.ConfigMap{}:          {Label: cluster.ConfigMapSelector()},

@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -28,12 +29,12 @@ func TestServerFlags(t *testing.T) {
 	o = &ServerOptions{}
 	o.AddFlags(fs)
 	if err := fs.Parse([]string{"--kube-api-qps=-1", "--kube-api-burst=7", "--max-concurrent-reconciles=3", "--webhook-port=1234",
-		"--enable-http2", "--metrics-secure=false", "--cert-duration=10h", "--service-monitor=false"}); err != nil {
+		"--enable-http2", "--metrics-secure=false", "--cert-duration=10h", "--service-monitor=false", "--resync-period=1m"}); err != nil {
 		t.Fatal(err)
 	}
 	if o.Client.QPS != -1 || o.Client.Burst != 7 || o.Controller.MaxConcurrentReconciles != 3 || o.Webhook.Port != 1234 ||
 		!o.Webhook.EnableHTTP2 || o.Metrics.SecureServing || o.Controller.Reconciler.Certificate.Duration.Hours() != 10 ||
-		o.Controller.Reconciler.ServiceMonitor {
+		o.Controller.Reconciler.ServiceMonitor || o.Controller.ResyncPeriod != time.Minute {
 		t.Errorf("options %+v", o)
 	}
 	o = &ServerOptions{}
