@@ -82,6 +82,10 @@ fuzz: ## Fuzz the eck.yaml editor, the admission handler and inject, FUZZTIME ea
 bench: ## Run the benchmarks.
 	go test -run='^$$' -bench=. -benchmem ./internal/...
 
+.PHONY: bench-scale
+bench-scale: controlplane eck-manifests ## Measure the guard's binary at cluster scale: time to ready, VmHWM and heap with 0, 1/10 and 10k namespaces / 50k ConfigMaps / 2k StatefulSets / 2k Services, then retrofits (about 10 minutes; SCALE_LEVELS, SCALE_OPTIN, GUARD_ARGS).
+	go test -tags scale -count=1 -timeout 40m -v -run TestMemoryAtScale ./test/scale/
+
 ##@ Build
 
 .PHONY: build

@@ -11,7 +11,8 @@
 // SCALE_LEVELS (default "0,0.1,1") are the fractions measured, in increasing order; the
 // objects are created once and added to between levels. SCALE_OPTIN (default 200) is the
 // number of namespaces opted in at once. GUARD_ARGS adds flags to the guard's command line;
-// GUARD_BINARY runs that binary instead of building this tree's.
+// GUARD_BINARY runs that binary instead of building this tree's; SCALE_PPROF, a directory, gets
+// the guard's heap profile at each level (with GUARD_ARGS=--profiling).
 package scale
 
 import (
@@ -120,6 +121,9 @@ func TestMemoryAtScale(t *testing.T) {
 		g := startGuard(ctx, t, env, binary)
 		time.Sleep(10 * time.Second) // steady state: the controller's first pass, one GC cycle or more
 		m := g.measure(t)
+		if dir := os.Getenv("SCALE_PPROF"); dir != "" { // the guard runs with --profiling (GUARD_ARGS)
+			g.saveProfile(t, fmt.Sprintf("%s/heap-%g.pprof", dir, level))
+		}
 		row := fmt.Sprintf("| %g | %d / %d / %d / %d | %s | %.1f | %.1f (anon %.1f, file %.1f) | %.1f |", level, p.namespaces, p.configMaps, p.statefulSets, p.services,
 			g.ready.Round(10*time.Millisecond), mib(m.hwm), mib(m.rss), mib(m.anon), mib(m.file), mib(m.heapInuse))
 		if li == len(levels)-1 {
@@ -465,6 +469,19 @@ func (g *guard) metric(t *testing.T, name string) string {
 		return fmt.Sprintf("%g %v", sum, parts)
 	}
 	return strconv.FormatFloat(sum, 'f', 0, 64)
+}
+
+// saveProfile writes the guard's heap profile to path.
+func (g *guard) saveProfile(t *testing.T, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", g.metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func mib(b float64) float64 { return b / (1 << 20) }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -52,7 +53,9 @@ type ServerOptions struct {
 	// Metrics is the guard's own metrics endpoint; TLSOpts and FilterProvider follow from
 	// Webhook.EnableHTTP2 and SecureServing.
 	Metrics metricsserver.Options
-	Health  HealthOptions
+	// Profiling serves Go's profiles (net/http/pprof) on the metrics endpoint.
+	Profiling bool
+	Health    HealthOptions
 	// Namespaces limits the guard to ECK operators in these namespaces (cache, controller,
 	// webhook lookups); empty means every namespace.
 	Namespaces []string
@@ -176,6 +179,7 @@ func (o *ServerOptions) FlagSets() map[string]*pflag.FlagSet {
 	fs.StringVar(&o.Metrics.BindAddress, "metrics-bind-address", ":8443", `address of the guard's own metrics endpoint; "0" turns it off`)
 	fs.BoolVar(&o.Metrics.SecureServing, "metrics-secure", true, "serve the guard's metrics over TLS, to callers authorized to get /metrics")
 	fs.StringVar(&o.Metrics.CertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty means a self-signed certificate")
+	fs.BoolVar(&o.Profiling, "profiling", false, "serve Go's profiles at /debug/pprof/ on the metrics endpoint (authorized as /metrics is)")
 	fs.StringVar(&o.Health.BindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 
 	fs = sets[sectionScope]
@@ -291,6 +295,12 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 	metricsOpts.TLSOpts = serving.TLSOptions(o.Webhook.EnableHTTP2)
 	if metricsOpts.SecureServing {
 		metricsOpts.FilterProvider = serving.WithAuthenticationAndAuthorization
+	}
+	if o.Profiling {
+		metricsOpts.ExtraHandlers = map[string]http.Handler{
+			"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		}
 	}
 	var server crwebhook.Server = serving.NewWebhookServer(o.Webhook.WebhookOptions)
 	var certsReady chan struct{}
