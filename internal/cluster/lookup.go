@@ -222,9 +222,9 @@ func Transform(obj any) (any, error) {
 		}
 		o.Status = appsv1.DeploymentStatus{}
 	case *metav1.PartialObjectMetadata:
-		if o.Kind == "Namespace" {
-			o.Annotations = guardKeys(o.Annotations)
-			o.OwnerReferences, o.Finalizers = nil, nil
+		if o.Kind == "Namespace" { // name, labels, the guard's annotations, the version
+			o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Labels: o.Labels, Annotations: guardKeys(o.Annotations),
+				ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp}
 		}
 	case *corev1.ConfigMap:
 		_, config := eck.ConfigKeyOf(o)

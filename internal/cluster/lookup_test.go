@@ -430,3 +430,25 @@ func TestConfigMapsFromCacheOrAPI(t *testing.T) {
 		t.Errorf("%v reads from the API server, want 2", got)
 	}
 }
+
+// TestEntitledOnly: outside a namespace that entitles the guard, no ConfigMap is read.
+func TestEntitledOnly(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	cm := func(ns string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: ns}, Data: map[string]string{"eck.yaml": "x: 1\n"}}
+	}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "in", Annotations: map[string]string{meta.AnnotationSecure: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "out"}}, cm("in"), cm("out")).Build()
+	l := EntitledOnly{Lookup: CachedLookup{Reader: c}}
+	ctx := context.Background()
+	if got, err := l.ConfigMap(ctx, "in", "elastic-operator"); err != nil || got == nil {
+		t.Errorf("entitled namespace: %v, %v", got, err)
+	}
+	if got, err := l.ConfigMap(ctx, "out", "elastic-operator"); err != nil || got != nil {
+		t.Errorf("namespace not opted in: %v, %v; want nil", got, err)
+	}
+}

@@ -423,7 +423,9 @@ func setupControllers(mgr ctrl.Manager, o *ServerOptions, lookup cluster.Lookup,
 			return fmt.Errorf("failed to set up the controller: %w", err)
 		}
 	}
-	b := &controller.BindingReconciler{Name: bindingName(o), Client: mgr.GetClient(), Lookup: lookup, Defaults: o.Defaults, Policies: policies}
+	// The binding decides for every operator of the cluster on each reconcile: only the
+	// entitled ones count, and only theirs need their ConfigMaps read.
+	b := &controller.BindingReconciler{Name: bindingName(o), Client: mgr.GetClient(), Lookup: cluster.EntitledOnly{Lookup: lookup}, Defaults: o.Defaults, Policies: policies}
 	if err := b.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("failed to set up the binding controller: %w", err)
 	}
