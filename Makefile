@@ -98,6 +98,10 @@ bench-quick: ## A short benchmark run (CI): the stages of the hot path once each
 	go test -run='^$$' -bench='Stages|ServeHTTP' -benchtime=50x ./internal/webhook/
 	go run ./test/load -quick
 
+.PHONY: bench-scale
+bench-scale: controlplane eck-manifests ## Measure the guard's binary at cluster scale: time to ready, VmHWM and heap with 0, 1/10 and 10k namespaces / 50k ConfigMaps / 2k StatefulSets / 2k Services, then retrofits (about 10 minutes; SCALE_LEVELS, SCALE_OPTIN, GUARD_ARGS).
+	go test -tags scale -count=1 -timeout 40m -v -run TestMemoryAtScale ./test/scale/
+
 ##@ Build
 
 .PHONY: build

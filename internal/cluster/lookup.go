@@ -5,13 +5,18 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
@@ -50,10 +55,16 @@ func (n Namespace) Into(in *policy.Input) {
 	in.NamespaceAnnotations, in.Coverage = n.Annotations, n.Coverage
 }
 
-// CachedLookup reads from a controller-runtime cache: Namespaces as metadata only, and
-// StatefulSets, Deployments and ConfigMaps trimmed by Transform.
+// CachedLookup reads from a controller-runtime cache: Namespaces as metadata only,
+// StatefulSets and Deployments trimmed by Transform, and the ConfigMaps of ConfigMapSelector.
 type CachedLookup struct {
 	Reader client.Reader
+	// Live, if not nil, reads a ConfigMap the cache does not hold from the API server (one GET,
+	// counted in eck_metrics_guard_configmap_reads_total{source="api"}): the ConfigMaps an ECK
+	// operator reads that the guard has not labelled yet (an operator not guarded, or not
+	// secured yet; its envFrom sources), and the ones that do not exist. Only admissions and
+	// reconciles of ECK operators read ConfigMaps.
+	Live client.Reader
 	// Policies is false when the MetricsSecurityPolicy CRD is not installed: then no
 	// namespace is covered by a policy.
 	Policies bool
@@ -62,6 +73,14 @@ type CachedLookup struct {
 }
 
 var _ Lookup = CachedLookup{}
+
+// configMapReads counts the ConfigMap reads of decisions, by where they were served from.
+var configMapReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "eck_metrics_guard_configmap_reads_total",
+	Help: "ConfigMaps read for decisions, by source: the cache (labelled configs) or the API server (any other).",
+}, []string{"source"})
+
+func init() { metrics.Registry.MustRegister(configMapReads) }
 
 // namespace returns a namespace's metadata, or nil when it does not exist.
 func (l CachedLookup) namespace(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
@@ -97,16 +116,31 @@ func (l CachedLookup) Namespace(ctx context.Context, namespace string) (Namespac
 	return out, nil
 }
 
-// ConfigMap implements Lookup.
+// ConfigMap implements Lookup: from the cache, else from the API server (Live).
 func (l CachedLookup) ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
 	cm := &corev1.ConfigMap{}
-	if err := l.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, cm); err != nil {
+	err := l.Reader.Get(ctx, key, cm)
+	if err == nil {
+		configMapReads.WithLabelValues("cache").Inc()
+		return cm, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("failed to read ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	if l.Live == nil {
+		return nil, nil
+	}
+	configMapReads.WithLabelValues("api").Inc()
+	cm = &corev1.ConfigMap{}
+	if err := l.Live.Get(ctx, key, cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("failed to read ConfigMap %s/%s: %w", namespace, name, err)
 	}
-	return cm, nil
+	cm.ManagedFields = nil
+	return cm, nil // whole: not trimmed
 }
 
 // Operators implements Lookup.
@@ -167,26 +201,63 @@ func ConfigMapInput(ctx context.Context, l Lookup, namespace string, cm *corev1.
 	return in, true, nil
 }
 
-// Transform keeps the cache small: it drops managed fields everywhere, the pod template
-// of workloads that are not ECK operators, and the data of ConfigMaps that hold no
-// eck.yaml but for the keys an envFrom could turn into a metrics variable (eck.EnvData)
-// and those holding eck.yaml settings under another name (eck.LooksLikeConfig).
-// Use it as the cache's DefaultTransform.
+// LastApplied is the annotation kubectl apply keeps a copy of the applied object in: often
+// the biggest part of an object's metadata, and nothing the guard reads.
+const LastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// guardPrefix starts every annotation and label key the guard reads or writes.
+const guardPrefix = "metrics-guard.eck.dev/"
+
+// ConfigMapSelector selects the ConfigMaps the cache holds: those labelled as a guarded
+// operator's config (meta.LabelConfigOf), which the webhook and the controller label. Any other
+// ConfigMap a decision needs is read from the API server when needed (CachedLookup.Live): a
+// cluster's ConfigMaps are most of its objects, and none of the guard's business.
+func ConfigMapSelector() labels.Selector {
+	exists, err := labels.NewRequirement(meta.LabelConfigOf, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*exists)
+}
+
+// Transform keeps the cache small: it drops managed fields and kubectl's last-applied copy
+// everywhere; keeps of a workload that is not an ECK operator only what the controller needs to
+// take back a status it wrote (name, namespace, resource version, deletion, the guard's own
+// annotations); keeps of a Namespace its labels (policies select by them) and the guard's
+// annotations; drops the data of ConfigMaps that hold no eck.yaml but for the keys an envFrom
+// could turn into a metrics variable (eck.EnvData) and those holding eck.yaml settings under
+// another name (eck.LooksLikeConfig), and marks them trimmed (eck.TrimmedAnnotation: a key
+// missing from such a copy is unknown, never absent). Use it as the cache's DefaultTransform.
+//
+// The informer still decodes every object it lists and watches before Transform sees it:
+// filter on the server (ConfigMapSelector) where the API allows it.
 func Transform(obj any) (any, error) {
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)
+		if _, ok := o.GetAnnotations()[LastApplied]; ok {
+			annotations := o.GetAnnotations()
+			delete(annotations, LastApplied)
+			o.SetAnnotations(annotations)
+		}
 	}
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		if _, ok := eck.FromStatefulSet(o); !ok {
-			o.Spec = appsv1.StatefulSetSpec{}
+			*o = appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: stub(&o.ObjectMeta)}
+			break
 		}
 		o.Status = appsv1.StatefulSetStatus{}
 	case *appsv1.Deployment:
 		if _, ok := eck.FromDeployment(o); !ok {
-			o.Spec = appsv1.DeploymentSpec{}
+			*o = appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: stub(&o.ObjectMeta)}
+			break
 		}
 		o.Status = appsv1.DeploymentStatus{}
+	case *metav1.PartialObjectMetadata:
+		if o.Kind == "Namespace" { // name, labels, the guard's annotations, the version
+			o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Labels: o.Labels, Annotations: guardKeys(o.Annotations),
+				ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp}
+		}
 	case *corev1.ConfigMap:
 		_, config := eck.ConfigKeyOf(o)
 		if _, ok := o.Labels[meta.LabelConfigOf]; !ok && !config {
@@ -210,6 +281,28 @@ func Transform(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// stub is the metadata kept of a workload that is not an ECK operator: enough to find it, to
+// patch the status annotation the guard once wrote (the JSON patch tests the resource version),
+// and to know it is being deleted. The labels, other annotations, owners and spec go.
+func stub(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp, Annotations: guardKeys(m.Annotations)}
+}
+
+// guardKeys is the entries of m whose keys are the guard's, or nil.
+func guardKeys(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, guardPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Input gathers what policy needs to decide about a workload in namespace.

@@ -2,13 +2,17 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -22,8 +26,9 @@ import (
 var managed = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}
 
 func objectMeta(name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: "elastic-system", Labels: map[string]string{"app": name},
-		Annotations: map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}, ManagedFields: managed}
+	return metav1.ObjectMeta{Name: name, Namespace: "elastic-system", Labels: map[string]string{"app": name}, UID: "u-" + types.UID(name),
+		ResourceVersion: "42", Generation: 3, OwnerReferences: []metav1.OwnerReference{{Kind: "Foo", Name: "owner"}},
+		Annotations: map[string]string{meta.AnnotationTLSSecret: "metrics-tls", LastApplied: `{"kind":"ConfigMap","data":{"big":"copy"}}`, "team": "a"}, ManagedFields: managed}
 }
 
 func podTemplate(image string) corev1.PodTemplateSpec {
@@ -72,8 +77,8 @@ func transform(t *testing.T, obj any) any {
 }
 
 // TestTransformWorkloads: an ECK operator's workload keeps its spec (the pod template the
-// guard judges and patches); any other workload keeps only its metadata. Status and managed
-// fields go from both.
+// guard judges and patches) and metadata; any other workload keeps only a stub of its metadata
+// (stubMeta). Status, managed fields and kubectl's last-applied copy go from both.
 func TestTransformWorkloads(t *testing.T) {
 	t.Run("ECK StatefulSet", func(t *testing.T) {
 		sts := statefulSet("elastic-operator", eckImage)
@@ -94,7 +99,7 @@ func TestTransformWorkloads(t *testing.T) {
 		if !apiequality.Semantic.DeepEqual(sts.Spec, appsv1.StatefulSetSpec{}) {
 			t.Errorf("the spec of a workload that is no ECK operator was kept: %+v", sts.Spec)
 		}
-		checkTrimmedMeta(t, &sts.ObjectMeta, &want.ObjectMeta)
+		checkStubMeta(t, &sts.ObjectMeta, &want.ObjectMeta)
 		if !apiequality.Semantic.DeepEqual(sts.Status, appsv1.StatefulSetStatus{}) {
 			t.Errorf("status kept: %+v", sts.Status)
 		}
@@ -120,7 +125,7 @@ func TestTransformWorkloads(t *testing.T) {
 		if !apiequality.Semantic.DeepEqual(d.Spec, appsv1.DeploymentSpec{}) {
 			t.Errorf("the spec of a workload that is no ECK operator was kept: %+v", d.Spec)
 		}
-		checkTrimmedMeta(t, &d.ObjectMeta, &want.ObjectMeta)
+		checkStubMeta(t, &d.ObjectMeta, &want.ObjectMeta)
 		nginx := deployment("web", "nginx:1.27")
 		transform(t, nginx)
 		if !apiequality.Semantic.DeepEqual(nginx.Spec, appsv1.DeploymentSpec{}) {
@@ -140,7 +145,27 @@ func TestTransformWorkloads(t *testing.T) {
 	})
 }
 
-// checkTrimmedMeta: the metadata stays (the annotations are settings), but managed fields.
+// checkStubMeta: of a workload that is no ECK operator, what the controller needs to take a
+// status back (name, namespace, resource version, deletion, the guard's annotations) stays.
+func checkStubMeta(t *testing.T, got, was *metav1.ObjectMeta) {
+	t.Helper()
+	want := metav1.ObjectMeta{Name: was.Name, Namespace: was.Namespace, UID: was.UID, ResourceVersion: was.ResourceVersion,
+		Generation: was.Generation, DeletionTimestamp: was.DeletionTimestamp}
+	for k, v := range was.Annotations {
+		if strings.HasPrefix(k, "metrics-guard.eck.dev/") {
+			if want.Annotations == nil {
+				want.Annotations = map[string]string{}
+			}
+			want.Annotations[k] = v
+		}
+	}
+	if !apiequality.Semantic.DeepEqual(*got, want) {
+		t.Errorf("stub metadata %+v, want %+v", got, want)
+	}
+}
+
+// checkTrimmedMeta: the metadata stays (the annotations are settings), but managed fields and
+// kubectl's last-applied copy.
 func checkTrimmedMeta(t *testing.T, got, was *metav1.ObjectMeta) {
 	t.Helper()
 	if got.ManagedFields != nil {
@@ -148,6 +173,7 @@ func checkTrimmedMeta(t *testing.T, got, was *metav1.ObjectMeta) {
 	}
 	want := was.DeepCopy()
 	want.ManagedFields = nil
+	delete(want.Annotations, LastApplied)
 	if _, trimmed := got.Annotations[eck.TrimmedAnnotation]; trimmed {
 		// A ConfigMap whose data the cache did not keep whole says so, in the cache only.
 		if want.Annotations == nil {
@@ -223,16 +249,29 @@ func TestTransformConfigMaps(t *testing.T) {
 	}
 }
 
-// TestTransformOthers: every other object only loses its managed fields.
+// TestTransformOthers: a Namespace keeps its name, labels and the guard's annotations; every
+// other object only loses its managed fields and kubectl's last-applied copy.
 func TestTransformOthers(t *testing.T) {
-	ns := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "elastic-system", Annotations: map[string]string{meta.AnnotationSecure: "true"}, ManagedFields: managed}}
+	ns := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: "elastic-system", Labels: map[string]string{"team": "search"}, ResourceVersion: "7",
+			Annotations: map[string]string{meta.AnnotationSecure: "true", LastApplied: "{}", "owner": "search-team"}, ManagedFields: managed,
+			Finalizers: []string{"x"}}}
+	transform(t, ns)
+	want := metav1.ObjectMeta{Name: "elastic-system", Labels: map[string]string{"team": "search"}, ResourceVersion: "7",
+		Annotations: map[string]string{meta.AnnotationSecure: "true"}}
+	if !apiequality.Semantic.DeepEqual(ns.ObjectMeta, want) {
+		t.Errorf("Namespace metadata %+v, want %+v", ns.ObjectMeta, want)
+	}
+	// Another kind's metadata (a Certificate's: the owner references matter) stays.
+	cert := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "cert-manager.io/v1", Kind: "Certificate"}, ObjectMeta: objectMeta("cert")}
 	svc := &corev1.Service{ObjectMeta: objectMeta("svc"), Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "eck"}}}
-	for _, obj := range []client.Object{ns, svc} {
+	for _, obj := range []client.Object{cert, svc} {
 		was := obj.DeepCopyObject().(client.Object)
 		transform(t, obj)
 		was.SetManagedFields(nil)
+		delete(was.GetAnnotations(), LastApplied)
 		if !apiequality.Semantic.DeepEqual(obj, was) {
-			t.Errorf("%T changed beyond its managed fields: %+v", obj, obj)
+			t.Errorf("%T changed beyond its managed fields and last-applied copy: %+v", obj, obj)
 		}
 	}
 	// Not an object at all: returned as is.
@@ -340,5 +379,76 @@ func TestTransformKeepsWhatDecisionsRead(t *testing.T) {
 				t.Errorf("kept a key no decision reads: %v", cached.Data)
 			}
 		})
+	}
+}
+
+// TestConfigMapsFromCacheOrAPI: the cache holds the ConfigMaps labelled as an operator's config
+// (ConfigMapSelector); any other is read from the API server, whole (never marked trimmed), and
+// a missing one is nil.
+func TestConfigMapsFromCacheOrAPI(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	labelled := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system",
+		Labels: map[string]string{meta.LabelConfigOf: "elastic-operator"}}, Data: map[string]string{"eck.yaml": "metrics-port: 8081\n"}}
+	env := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "env", Namespace: "elastic-system"},
+		Data: map[string]string{"METRICS_SECURE": "false", "application.properties": "a=b"}}
+	if !ConfigMapSelector().Matches(labels.Set(labelled.Labels)) || ConfigMapSelector().Matches(labels.Set(env.Labels)) {
+		t.Fatal("ConfigMapSelector selects the labelled ConfigMaps only")
+	}
+	cached := labelled.DeepCopy()
+	if _, err := Transform(cached); err != nil {
+		t.Fatal(err)
+	}
+	api := fake.NewClientBuilder().WithScheme(s).WithObjects(labelled.DeepCopy(), env.DeepCopy()).Build()
+	l := CachedLookup{Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(cached).Build(), Live: api}
+	ctx := context.Background()
+	reads := func(source string) float64 {
+		var m dto.Metric
+		if err := configMapReads.WithLabelValues(source).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	fromCache, fromAPI := reads("cache"), reads("api")
+
+	if cm, err := l.ConfigMap(ctx, "elastic-system", "elastic-operator"); err != nil || cm == nil || cm.Data["eck.yaml"] != "metrics-port: 8081\n" {
+		t.Errorf("the labelled ConfigMap = %v, %v", cm, err)
+	}
+	cm, err := l.ConfigMap(ctx, "elastic-system", "env")
+	if err != nil || cm == nil || eck.Trimmed(cm) || cm.Data["application.properties"] != "a=b" {
+		t.Errorf("a ConfigMap the cache does not hold = %+v, %v; want it whole from the API server", cm, err)
+	}
+	if cm, err := l.ConfigMap(ctx, "elastic-system", "missing"); cm != nil || err != nil {
+		t.Errorf("a missing ConfigMap = %v, %v; want nil, nil", cm, err)
+	}
+	if got := reads("cache") - fromCache; got != 1 {
+		t.Errorf("%v reads from the cache, want 1", got)
+	}
+	if got := reads("api") - fromAPI; got != 2 {
+		t.Errorf("%v reads from the API server, want 2", got)
+	}
+}
+
+// TestEntitledOnly: outside a namespace that entitles the guard, no ConfigMap is read.
+func TestEntitledOnly(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	cm := func(ns string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: ns}, Data: map[string]string{"eck.yaml": "x: 1\n"}}
+	}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "in", Annotations: map[string]string{meta.AnnotationSecure: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "out"}}, cm("in"), cm("out")).Build()
+	l := EntitledOnly{Lookup: CachedLookup{Reader: c}}
+	ctx := context.Background()
+	if got, err := l.ConfigMap(ctx, "in", "elastic-operator"); err != nil || got == nil {
+		t.Errorf("entitled namespace: %v, %v", got, err)
+	}
+	if got, err := l.ConfigMap(ctx, "out", "elastic-operator"); err != nil || got != nil {
+		t.Errorf("namespace not opted in: %v, %v; want nil", got, err)
 	}
 }

@@ -71,7 +71,7 @@ func (r *BindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Policies {
 		b = b.Watches(&v1alpha1.MetricsSecurityPolicy{}, one, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
-	return b.Complete(r)
+	return b.Complete(quietConflicts{"auth-delegator-binding", r}) // conflicts.go
 }
 
 // Subjects are the ServiceAccounts the binding must hold, sorted, without duplicates.

@@ -65,7 +65,7 @@ type OperatorReconciler struct {
 	// Kind is "StatefulSet" or "Deployment".
 	Kind   string
 	Client client.Client
-	// APIReader reads what is not cached: a fresh ConfigMap to patch, and the operator's
+	// APIReader reads what is not cached: a ConfigMap the Lookup gave trimmed, and the operator's
 	// cert-manager Certificate (its Ready condition; the guard reads no Secret).
 	APIReader client.Reader
 	Lookup    cluster.Lookup
@@ -108,7 +108,7 @@ func (r *OperatorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(&v1alpha1.MetricsSecurityPolicy{}, handler.EnqueueRequestsFromMapFunc(r.allOperators),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
-	return b.Complete(r)
+	return b.Complete(quietConflicts{"eck-operator-" + strings.ToLower(r.Kind), r}) // conflicts.go
 }
 
 func namespaceMetadata() *metav1.PartialObjectMetadata {
@@ -272,9 +272,11 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return reconcile.Result{}, nil
 }
 
-// liveConfigMaps replaces the cache's copies of the ConfigMaps the operator reads with the API
-// server's: the cache keeps only part of most ConfigMaps' data, and the status must judge
-// the file ECK reads, not a copy without it.
+// liveConfigMaps replaces the copies of the ConfigMaps the operator reads that do not hold all
+// their data (eck.Trimmed) with the API server's: the status must judge the file ECK reads,
+// not a copy without it. The server's Lookup keeps none trimmed (the cache holds the labelled
+// configs whole, the API server serves the others), so this reads nothing there; a stale
+// cached copy only costs a retry (the patch tests its resourceVersion; conflicts.go).
 func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Input) error {
 	get := func(name string) (*corev1.ConfigMap, error) {
 		cm := &corev1.ConfigMap{}
@@ -285,9 +287,9 @@ func (r *OperatorReconciler) liveConfigMaps(ctx context.Context, in *policy.Inpu
 		return cm, err
 	}
 	var err error
-	if name := in.Operator.ConfigMapName; name != "" {
-		// The ConfigMap the controller edits: from the API server, to patch what is there.
-		if in.ConfigMap, err = get(name); err != nil {
+	if cm := in.ConfigMap; cm != nil && eck.Trimmed(cm) {
+		// The ConfigMap the controller edits: patched against all that is there.
+		if in.ConfigMap, err = get(in.Operator.ConfigMapName); err != nil {
 			return err
 		}
 	}

@@ -79,6 +79,9 @@ func (p *Process) Kill() error {
 // Exited reports whether the process has exited.
 func (p *Process) Exited() bool { return p.p.hasExited() }
 
+// Pid is the process id (for /proc/<pid>/status: memory measurements).
+func (p *Process) Pid() int { return p.p.cmd.Process.Pid }
+
 // LogPath is the file its standard output and error go to.
 func (p *Process) LogPath() string { return p.p.logPath }
 
