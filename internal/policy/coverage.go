@@ -2,12 +2,15 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
@@ -218,4 +221,42 @@ func (in Input) namespace() string {
 		return in.ConfigMap.Namespace
 	}
 	return ""
+}
+
+// documentSeparator is a YAML stream's "---" line.
+var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// ParsePolicies reads MetricsSecurityPolicies from a YAML stream (documents of other kinds
+// are an error), strictly: an unknown field is named, and so is a missing namespaceSelector
+// or an unknown mode. What only the API server checks (the CRD's patterns and CEL rules) is
+// not checked here; a policy applied to a cluster is.
+func ParsePolicies(raw []byte) ([]v1alpha1.MetricsSecurityPolicy, error) {
+	var out []v1alpha1.MetricsSecurityPolicy
+	for i, doc := range documentSeparator.Split(string(raw), -1) {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var p v1alpha1.MetricsSecurityPolicy
+		if err := yaml.UnmarshalStrict([]byte(doc), &p); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		where := fmt.Sprintf("document %d (MetricsSecurityPolicy %s)", i, p.Name)
+		if p.Kind != "MetricsSecurityPolicy" || p.APIVersion != v1alpha1.GroupVersion.String() {
+			return nil, fmt.Errorf("document %d: %s %s is not a %s MetricsSecurityPolicy", i, p.APIVersion, p.Kind, v1alpha1.GroupVersion)
+		}
+		if p.Spec.NamespaceSelector == nil {
+			return nil, fmt.Errorf("%s: %s", where, field.Required(field.NewPath("spec", "namespaceSelector"), "{} selects every namespace"))
+		}
+		if _, err := Selector(&p); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if m := p.Spec.Mode; m != "" && m != v1alpha1.ModeAudit && m != v1alpha1.ModeMutate && m != v1alpha1.ModeEnforce {
+			return nil, fmt.Errorf("%s: %s", where, field.NotSupported(field.NewPath("spec", "mode"), m, []string{string(v1alpha1.ModeAudit), string(v1alpha1.ModeMutate), string(v1alpha1.ModeEnforce)}))
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no MetricsSecurityPolicy in it")
+	}
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
@@ -29,6 +30,12 @@ type Options struct {
 	Defaults policy.Defaults
 	// Namespace is assumed for objects that do not name one.
 	Namespace string
+	// Policies, if any, replace the command's own opt-in: the stream's operators are
+	// governed as in a cluster with these MetricsSecurityPolicies (matched against the
+	// stream's Namespace objects) and the annotations of those Namespaces. Audit changes
+	// nothing and reports; Mutate and Enforce secure; under Enforce an opt-out, or an
+	// operator left open or unknown, is an error.
+	Policies []v1alpha1.MetricsSecurityPolicy
 }
 
 // Result is the secured stream and what was done to each operator.
@@ -66,6 +73,7 @@ func Inject(file string, input []byte, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.policies = opts.Policies
 	res := &Result{}
 	var companions []engine.Object
 	for _, w := range s.workloads() {
@@ -100,7 +108,9 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]engine.O
 		return nil, "", "", s.errorAt(w, err)
 	}
 	cm := s.configMap(op.Namespace, op.ConfigMapName)
-	res, ferr := engine.Secure(in)
+	// Under an Enforce policy the stream is judged as a create: what it leaves open or
+	// unknown, or opts out, is denied.
+	res, ferr := engine.Admit(in, nil)
 	d := res.Decision
 	if ferr != nil {
 		return nil, "", "", s.errorAt(cm, ferr)
@@ -108,12 +118,21 @@ func (s *stream) secure(w *document, op *eck.Operator, opts Options) ([]engine.O
 	if len(d.Errs) > 0 {
 		return nil, "", "", s.errorAt(s.holderOf(w, cm, d.Errs), d.Errs.ToAggregate())
 	}
+	if len(d.Denied) > 0 {
+		return nil, "", "", s.errorAt(s.holderOf(w, cm, d.Denied), d.Denied.ToAggregate())
+	}
 	if d.Plan == nil {
+		// An opt-out is the user's choice, not a failure to secure; an operator a policy
+		// covers (an Audit policy secures nothing) is reported by its verdict.
 		unsecured := ""
-		if d.Guarded { // an opt-out is the user's choice, not a failure to secure
-			unsecured = engine.Judge(in).String()
+		if v := engine.Judge(in); !v.Secured() && (d.Guarded || in.Coverage != nil) {
+			unsecured = v.String()
 		}
-		return nil, name + ": " + d.Skip, unsecured, nil
+		note := name + ": " + d.Skip
+		for _, wng := range d.Warnings {
+			note += "\n  warning: " + wng
+		}
+		return nil, note, unsecured, nil
 	}
 	plan := d.Plan
 
@@ -233,9 +252,20 @@ type monitor struct {
 // The stream is the cluster.Lookup of inject: the command is the opt-in of every namespace.
 var _ cluster.Lookup = (*stream)(nil)
 
-// Namespace implements cluster.Lookup.
-func (s *stream) Namespace(context.Context, string) (cluster.Namespace, error) {
-	return cluster.Namespace{Annotations: map[string]string{meta.AnnotationSecure: "true"}}, nil
+// Namespace implements cluster.Lookup: without policies, every namespace is opted in; with
+// them, a namespace is what its Namespace object in the stream says (none: no annotations,
+// no labels), and the policies cover it as they would in a cluster.
+func (s *stream) Namespace(_ context.Context, name string) (cluster.Namespace, error) {
+	if s.policies == nil {
+		return cluster.Namespace{Annotations: map[string]string{meta.AnnotationSecure: "true"}}, nil
+	}
+	var n cluster.Namespace
+	var labels map[string]string
+	if d := s.find("Namespace", "", name); d != nil {
+		n.Annotations, labels = d.meta.Annotations, d.meta.Labels
+	}
+	n.Coverage = (*policy.Selectors)(nil).Cover(s.policies, name, labels)
+	return n, nil
 }
 
 // ConfigMap implements cluster.Lookup.

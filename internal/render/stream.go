@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
 )
@@ -20,8 +21,9 @@ import (
 // stream is a multi-document YAML input, split so that every document can be written
 // back exactly as read unless it was changed.
 type stream struct {
-	file string
-	docs []*document
+	file     string
+	docs     []*document
+	policies []v1alpha1.MetricsSecurityPolicy
 }
 
 // document is one YAML document. obj is set for the kinds the guard may change.

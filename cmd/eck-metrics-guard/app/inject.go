@@ -16,7 +16,8 @@ import (
 
 // renderOptions are the flags inject and diff share; they mirror the annotations.
 type renderOptions struct {
-	file string
+	file   string
+	policy string
 	render.Options
 }
 
@@ -29,6 +30,7 @@ func (o *renderOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Defaults.CertDir, "cert-dir", "", "where to mount the TLS Secret; empty means ECK's default /tmp/k8s-metrics-server/serving-certs (metrics-guard.eck.dev/cert-dir)")
 	fs.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of objects that do not name one")
 	addCompanionFlags(fs, &o.Defaults, false)
+	fs.StringVar(&o.policy, "policy", "", "file of MetricsSecurityPolicies to apply instead of opting in every operator: Audit reports (exit 3 if a covered operator is not secured), Mutate and Enforce secure, Enforce fails on opt-outs and operators left open; Namespace objects of the stream give the labels they select")
 }
 
 // run reads the input, secures it and returns input and output.
@@ -41,6 +43,15 @@ func (o *renderOptions) run(cmd *cobra.Command) (in []byte, res *render.Result, 
 	}
 	if err := policy.ValidateDefaults(o.Defaults); err != nil {
 		return nil, nil, usageError(err)
+	}
+	if o.policy != "" {
+		raw, err := os.ReadFile(o.policy)
+		if err != nil {
+			return nil, nil, usageError(fmt.Errorf("--policy: %w", err))
+		}
+		if o.Policies, err = policy.ParsePolicies(raw); err != nil {
+			return nil, nil, usageError(fmt.Errorf("--policy %s: %w", o.policy, err))
+		}
 	}
 	if o.file == "-" {
 		in, err = io.ReadAll(cmd.InOrStdin())
@@ -83,8 +94,17 @@ does not change are printed as read, in order. What it did goes to standard erro
 			if err != nil {
 				return err
 			}
-			_, err = cmd.OutOrStdout().Write(res.Output)
-			return err
+			if _, err := cmd.OutOrStdout().Write(res.Output); err != nil {
+				return err
+			}
+			// Under policies, a covered operator left unsecured fails the run, as in diff.
+			if o.policy != "" && len(res.Unsecured) > 0 {
+				for _, u := range res.Unsecured {
+					fmt.Fprintln(cmd.ErrOrStderr(), "not secured: "+u)
+				}
+				return &exitCodeError{code: exitUnsecured}
+			}
+			return nil
 		},
 	}
 	o.addFlags(cmd.Flags())
