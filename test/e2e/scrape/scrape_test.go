@@ -147,7 +147,9 @@ func proveScrape(t *testing.T, m monitor) {
 	prom := startPrometheus(t, framework.PrometheusOptions{Namespace: ns, Name: promName, ServiceAccount: scraper, Dir: t.TempDir()})
 	t.Logf("Prometheus Operator %s generated the configuration; paths mapped:\n  %s", promOperatorVersion, strings.Join(prom.Mapped, "\n  "))
 	// The operator copies the CA of the guard's Secret into its TLS assets as
-	// <n>_<namespace>_<secret>_<key>.
+	// <n>_<namespace>_<secret>_<key>. The token is Prometheus's own, from the file the guard's
+	// bearerTokenFile names. TODO(issue 13, point 1): a case with authorization.credentials
+	// from a Secret, which the operator writes into the configuration itself (no file).
 	caAsset := fmt.Sprintf("_%s_%s_ca.crt -> ", ns, secret.Name)
 	for _, want := range []string{
 		"ca_file: /etc/prometheus/certs/",
