@@ -40,20 +40,36 @@ type monitor struct {
 	// Pool is how the Prometheus Operator names a scrape pool of Kind: <Pool>/<ns>/<name>/<i>.
 	Pool string
 	// Annotations opt the namespace in to the guard writing a monitor of Kind (besides
-	// secure and issuer).
+	// secure and issuer), with the label the Prometheus selects monitors by.
 	Annotations map[string]string
+	// TokenSecret is the Secret the monitor takes the scraper's token from
+	// (authorization.credentials); "" for the scraper's own token file.
+	TokenSecret string
 }
 
-var serviceMonitor = monitor{Kind: "ServiceMonitor", Selector: "serviceMonitorSelector", Endpoints: "endpoints", Pool: "serviceMonitor"}
+// selectLabel is the label the test's Prometheus selects monitors by, as
+// kube-prometheus-stack's selects release: <release>; the guard's scrape settings put it on
+// its monitor (metrics-guard.eck.dev/monitor-labels).
+const selectLabel = "release"
+
+var (
+	serviceMonitor = monitor{Kind: "ServiceMonitor", Selector: "serviceMonitorSelector", Endpoints: "endpoints", Pool: "serviceMonitor",
+		Annotations: map[string]string{meta.AnnotationMonitorLabels: selectLabel + "=e2e-stack"}}
+	// podMonitor is the setup of a Prometheus that may not read files (OpenShift's user
+	// workload monitoring, Grafana Alloy): a PodMonitor, which has no token file, with the
+	// token from a Secret.
+	podMonitor = monitor{Kind: "PodMonitor", Selector: "podMonitorSelector", Endpoints: "podMetricsEndpoints", Pool: "podMonitor",
+		Annotations: map[string]string{meta.AnnotationMonitor: "PodMonitor", meta.AnnotationMonitorLabels: selectLabel + "=e2e-stack",
+			meta.AnnotationScrapeTokenSecret: "scraper-token"},
+		TokenSecret: "scraper-token"}
+)
 
 // TestPrometheusScrapesGuardedECK is the proof of issue 13: the objects the guard writes make
 // a real Prometheus scrape a real ECK operator. One subtest per kind of monitor the guard
 // writes.
 func TestPrometheusScrapesGuardedECK(t *testing.T) {
 	t.Run("ServiceMonitor", func(t *testing.T) { proveScrape(t, serviceMonitor) })
-	// TODO(issue 13, point 1): a "PodMonitor" subtest, proveScrape(t, monitor{Kind: "PodMonitor",
-	// Selector: "podMonitorSelector", Endpoints: "podMetricsEndpoints", Pool: "podMonitor",
-	// Annotations: <the annotation that chooses a PodMonitor>}), once the guard writes PodMonitors.
+	t.Run("PodMonitor with a token Secret", func(t *testing.T) { proveScrape(t, podMonitor) })
 }
 
 // proveScrape secures Elastic's ECK 3.5.0 install manifest with the guard (opted in by the
@@ -138,6 +154,17 @@ func proveScrape(t *testing.T, m monitor) {
 	prometheusServiceAccount(t, ns, scraper)
 	revoke := grantMetrics(t, ns, scraper)
 	waitSAR(t, ns, scraper, true)
+	if m.TokenSecret != "" {
+		// The token the monitor names: the scraper's, from the TokenRequest API, in a Secret of
+		// the operator's namespace (the Prometheus Operator copies it into the configuration).
+		token, err := env.ServiceAccountToken(ctx, ns, scraper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: m.TokenSecret, Namespace: ns}, StringData: map[string]string{"token": token}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// The real Prometheus Operator makes the configuration of a Prometheus object that selects
 	// the guard's monitors.
@@ -148,14 +175,21 @@ func proveScrape(t *testing.T, m monitor) {
 	t.Logf("Prometheus Operator %s generated the configuration; paths mapped:\n  %s", promOperatorVersion, strings.Join(prom.Mapped, "\n  "))
 	// The operator copies the CA of the guard's Secret into its TLS assets as
 	// <n>_<namespace>_<secret>_<key>. The token is Prometheus's own, from the file the guard's
-	// bearerTokenFile names. TODO(issue 13, point 1): a case with authorization.credentials
-	// from a Secret, which the operator writes into the configuration itself (no file).
+	// bearerTokenFile names, or, with a token Secret, written by the operator into the
+	// configuration itself (authorization.credentials: no file, nothing to map).
 	caAsset := fmt.Sprintf("_%s_%s_ca.crt -> ", ns, secret.Name)
-	for _, want := range []string{
-		"ca_file: /etc/prometheus/certs/",
-		"bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token -> ",
-		"kubernetes_sd_configs[].kubeconfig_file: ",
-	} {
+	wants := []string{"ca_file: /etc/prometheus/certs/", "kubernetes_sd_configs[].kubeconfig_file: "}
+	if m.TokenSecret == "" {
+		wants = append(wants, "bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token -> ")
+	} else {
+		if slices.ContainsFunc(prom.Mapped, func(s string) bool { return strings.HasPrefix(s, "bearer_token_file") }) {
+			t.Errorf("a monitor with a token Secret gave a configuration that reads a token file: %v", prom.Mapped)
+		}
+		if !strings.Contains(prom.Config, "authorization:") || !strings.Contains(prom.Config, "credentials:") {
+			t.Errorf("the generated configuration has no authorization credentials:\n%s", prom.Config)
+		}
+	}
+	for _, want := range wants {
 		if !slices.ContainsFunc(prom.Mapped, func(s string) bool {
 			return strings.HasPrefix(s, want) && (!strings.HasPrefix(want, "ca_file") || strings.Contains(s, caAsset))
 		}) {
@@ -206,7 +240,12 @@ func proveScrape(t *testing.T, m monitor) {
 		t.Errorf("the guard's target went %s beside the wrong-CA copy: %s", still.Health, still)
 	}
 
-	// 3. The grant removed: 403. ECK (controller-runtime's authorization filter) caches an
+	// 3. The grant removed: 403 (with the scraper's token file, which the test can rotate as
+	// the kubelet would; the token Secret's case scrapes through the same SubjectAccessReview).
+	if m.TokenSecret != "" {
+		return
+	}
+	// ECK (controller-runtime's authorization filter) caches an
 	// allowed SubjectAccessReview for 5 minutes, keyed on the user and the token's credential
 	// id: with the token it used, the scraper keeps its access for up to 5 minutes; with the
 	// next token (the kubelet refreshes projected tokens), it is asked again, and denied.
@@ -528,12 +567,9 @@ func readYAML(t *testing.T, path string, into any) {
 // selector for the guard's monitors of m's kind in ns (the Prometheus's own namespace).
 func createPrometheus(t *testing.T, m monitor, ns, name, serviceAccount string) {
 	t.Helper()
-	// TODO(issue 13, point 1): select by the labels the user chooses for the guard's monitor
-	// (as kube-prometheus-stack selects release: <release>), set through the guard's
-	// annotation or policy default, instead of the label every guard-made monitor carries.
-	selector := map[string]any{"matchExpressions": []any{
-		map[string]any{"key": meta.LabelOperator, "operator": "Exists"},
-	}}
+	// The label the user chose for the guard's monitor (metrics-guard.eck.dev/monitor-labels),
+	// as kube-prometheus-stack selects release: <release>.
+	selector := map[string]any{"matchLabels": map[string]any{selectLabel: "e2e-stack"}}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "monitoring.coreos.com/v1",
 		"kind":       "Prometheus",
