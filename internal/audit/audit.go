@@ -29,9 +29,10 @@ type Finding struct {
 	Port     int          `json:"port,omitempty"`
 	Reasons  []string     `json:"reasons,omitempty"`
 	// Guarded says whether an opt-in or a policy asks the guard to secure it; Policy names
-	// the MetricsSecurityPolicy that governs its namespace, with its mode.
+	// the MetricsSecurityPolicy that governs its namespace, Mode its mode.
 	Guarded bool   `json:"guarded"`
 	Policy  string `json:"policy,omitempty"`
+	Mode    string `json:"mode,omitempty"`
 	// Action is what the guard does, or would do once installed, and why.
 	Action string `json:"action"`
 }
@@ -86,8 +87,8 @@ func operator(ctx context.Context, l cluster.Lookup, w cluster.Workload, default
 	if op.Version != nil {
 		f.Version = op.Version.String()
 	}
-	if in.Coverage != nil {
-		f.Policy = in.Coverage.String()
+	if c := in.Coverage; c != nil {
+		f.Policy, f.Mode = c.Policy, string(c.Mode)
 	}
 	res, ferr := engine.Secure(in)
 	d := res.Decision

@@ -37,6 +37,7 @@ needs to be installed) and judges every ECK operator's metrics endpoint by what 
 secured, incomplete (TLS and tokens, not the end state), unknown (the guard cannot tell: never
 compliant), open (plain HTTP without authentication) or none (nothing served). It says what
 the guard does or would do for each, and whether the guard is installed.
+-o report prints OpenReports Reports, one per namespace, as the controller keeps them.
 Exit codes: 0 every operator secured, 2 trouble, 3 an operator is not secured.`,
 		Example: "  eck-metrics-guard audit\n  eck-metrics-guard audit -o json | jq '.operators[] | select(.exposure != \"secured\")'",
 		Args:    cobra.NoArgs,
@@ -45,7 +46,7 @@ Exit codes: 0 every operator secured, 2 trouble, 3 an operator is not secured.`,
 	fs := cmd.Flags()
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: $KUBECONFIG, else ~/.kube/config, else in-cluster")
 	fs.StringVar(&o.context, "context", "", "kubeconfig context; empty: the current one")
-	fs.StringVarP(&o.output, "output", "o", "table", "table, json or yaml")
+	fs.StringVarP(&o.output, "output", "o", "table", "table, json, yaml, or report: the OpenReports Reports (openreports.io/v1alpha1) the controller keeps, one per namespace")
 	fs.StringVarP(&o.namespace, "namespace", "n", "", "audit this namespace only; empty: every namespace")
 	fs.StringVar(&o.defaults.Issuer, "default-issuer", "", "the guard's --default-issuer, if it is installed with one (what the guard would do depends on it)")
 	fs.StringVar(&o.defaults.IssuerKind, "default-issuer-kind", "", "the guard's --default-issuer-kind")
@@ -53,8 +54,8 @@ Exit codes: 0 every operator secured, 2 trouble, 3 an operator is not secured.`,
 }
 
 func (o *auditOptions) run(cmd *cobra.Command, _ []string) error {
-	if o.output != "table" && o.output != "json" && o.output != "yaml" {
-		return usageError(fmt.Errorf("-o/--output %q: must be table, json or yaml", o.output))
+	if o.output != "table" && o.output != "json" && o.output != "yaml" && o.output != "report" {
+		return usageError(fmt.Errorf("-o/--output %q: must be table, json, yaml or report", o.output))
 	}
 	loading := clientcmd.NewDefaultClientConfigLoadingRules()
 	loading.ExplicitPath = o.kubeconfig
@@ -119,6 +120,20 @@ func (o *auditOptions) print(cmd *cobra.Command, r audit.Report) error {
 		}
 		_, err = out.Write(b)
 		return err
+	case "report":
+		for i, rep := range audit.Reports(r.Operators) {
+			b, err := yaml.Marshal(rep)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				fmt.Fprintln(out, "---")
+			}
+			if _, err := out.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tKIND\tVERSION\tEXPOSURE\tPORT\tPOLICY\tWHY\tGUARD")
@@ -128,7 +143,7 @@ func (o *auditOptions) print(cmd *cobra.Command, r audit.Report) error {
 			port = fmt.Sprint(f.Port)
 		}
 		why := strings.Join(f.Reasons, "; ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Namespace, f.Name, f.Kind, or(f.Version, "-"), f.Exposure, port, or(f.Policy, "-"), or(why, "-"), f.Action)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Namespace, f.Name, f.Kind, or(f.Version, "-"), f.Exposure, port, policyOf(f), or(why, "-"), f.Action)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -139,6 +154,13 @@ func (o *auditOptions) print(cmd *cobra.Command, r audit.Report) error {
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d ECK operator(s); %s\n", len(r.Operators), installed)
 	return nil
+}
+
+func policyOf(f audit.Finding) string {
+	if f.Policy == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s)", f.Policy, f.Mode)
 }
 
 func or(s, alt string) string {

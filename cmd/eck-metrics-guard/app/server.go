@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
@@ -258,6 +259,9 @@ func Scheme() *runtime.Scheme {
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		panic(err)
 	}
+	if err := orv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
 	return s
 }
 
@@ -425,6 +429,15 @@ func setupControllers(mgr ctrl.Manager, o *ServerOptions, lookup cluster.Lookup,
 		if err := p.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("failed to set up the policy controller: %w", err)
 		}
+	}
+	// OpenReports Reports, when their CRDs are installed (detected at start, as policies are).
+	if controller.ReportsServed(mgr.GetRESTMapper()) {
+		r := &controller.ReportReconciler{Client: mgr.GetClient(), Lookup: lookup, Defaults: o.Defaults}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("failed to set up the report controller: %w", err)
+		}
+	} else {
+		ctrl.Log.WithName("setup").Info("OpenReports CRDs (openreports.io/v1alpha1 Report) not installed: no policy reports")
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,7 +49,7 @@ func options() (framework.Options, error) {
 		return framework.Options{}, err
 	}
 	var crds []string
-	for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ServiceMonitorCRD, framework.PodMonitorCRD, framework.ECKCRDs} {
+	for _, find := range []func() (string, error){framework.CertManagerCRDs, framework.ServiceMonitorCRD, framework.PodMonitorCRD, framework.ECKCRDs, framework.OpenReportsCRDs} {
 		path, err := find()
 		if err != nil {
 			return framework.Options{}, err
@@ -61,7 +62,7 @@ func options() (framework.Options, error) {
 		return framework.Options{}, err
 	}
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme, v1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmv1.AddToScheme, monitoringv1.AddToScheme, v1alpha1.AddToScheme, orv1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return framework.Options{}, err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // ServiceMonitorCRD is the Prometheus Operator's ServiceMonitor CRD file, from the module
@@ -24,6 +25,22 @@ func PodMonitorCRD() (string, error) {
 		return "", err
 	}
 	return filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml"), nil
+}
+
+// OpenReportsCRDs is the directory of the OpenReports CRDs (openreports.io/v1alpha1 Report and
+// ClusterReport), from the module of their Go types the guard is built with.
+func OpenReportsCRDs() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m github.com/openreports/reports-api: %w", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd"), nil
 }
 
 // moduleDir downloads a module required by test/tools/<tools> and returns its directory.

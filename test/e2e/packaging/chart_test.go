@@ -154,7 +154,7 @@ func chartVariants() []chartVariant {
 			if !in.hasArg("--namespaces=team-a,team-b") {
 				t.Errorf("args %v, want --namespaces=team-a,team-b", in.Container.Args)
 			}
-			namespaced := []string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors", "podmonitors"}
+			namespaced := []string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors", "podmonitors", "reports"}
 			for _, r := range into[rbacv1.ClusterRole](t, in.must(t, "ClusterRole", "eck-metrics-guard")).Rules {
 				for _, res := range r.Resources {
 					if slices.Contains(namespaced, res) {

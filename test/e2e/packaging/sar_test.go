@@ -56,6 +56,7 @@ func allowList(release, ns string, selfManaged bool, watched string) []grant {
 		{"cert-manager.io", "certificates", append(read, "create", "patch"), "", nil},
 		{"monitoring.coreos.com", "servicemonitors", append(read, "create", "patch"), "", nil},
 		{"monitoring.coreos.com", "podmonitors", append(read, "create", "patch"), "", nil},
+		{"openreports.io", "reports", append(read, "create", "patch", "delete"), "", nil},
 		{"authentication.k8s.io", "tokenreviews", []string{"create"}, "", nil},
 		{"authorization.k8s.io", "subjectaccessreviews", []string{"create"}, "", nil},
 		{"metrics-guard.eck.dev", "metricssecuritypolicies", read, "", nil},
@@ -67,7 +68,7 @@ func allowList(release, ns string, selfManaged bool, watched string) []grant {
 	}
 	if watched != "" {
 		for i := range g {
-			if slices.Contains([]string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors", "podmonitors"}, g[i].resource) && g[i].namespace == "" {
+			if slices.Contains([]string{"statefulsets", "deployments", "configmaps", "services", "events", "certificates", "servicemonitors", "podmonitors", "reports"}, g[i].resource) && g[i].namespace == "" {
 				g[i].namespace = watched
 			}
 		}
