@@ -95,4 +95,3 @@ func result(f Finding) orv1alpha1.ReportResult {
 	res.Description = msg + " (" + f.Action + ")"
 	return res
 }
-
