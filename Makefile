@@ -15,6 +15,7 @@ include test/tools/eck.mk
 include test/tools/packaging.mk
 include test/tools/eckcharts.mk
 include test/tools/demo.mk
+include test/tools/vuln.mk
 
 .PHONY: all
 all: build
@@ -58,7 +59,7 @@ GO_MODULE = $(shell go list -m)
 NO_SKIPS  = $(GO_MODULE)/test/
 
 .PHONY: test
-test: controlplane cert-manager eck-operator helm eck-manifests gotestsum lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
+test: controlplane cert-manager eck-operator helm eck-manifests gotestsum lint verify-manifests verify-chart vulncheck ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver, and govulncheck; ends with a summary per package, and fails if an end-to-end test skipped.
 	@mkdir -p $(dir $(TEST_JSON))
 	@status=0; $(GOTESTSUM) --format pkgname --jsonfile $(TEST_JSON) -- -count=1 ./... || status=$$?; \
 	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) -trim $(GO_MODULE)/ $(TEST_JSON) || status=1; \
