@@ -100,6 +100,9 @@ func build(osvDir, out string, modified time.Time) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp's 0700: readable like the rest of bin
+		return 0, err
+	}
 	for _, d := range []string{"index", "ID"} {
 		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
 			return 0, err
