@@ -16,6 +16,7 @@ include test/tools/prometheus.mk
 include test/tools/packaging.mk
 include test/tools/eckcharts.mk
 include test/tools/demo.mk
+include test/tools/vuln.mk
 
 .PHONY: all
 all: build
@@ -66,7 +67,7 @@ TEST_TOOLS = prometheus controlplane cert-manager eck-operator prometheus-operat
 test-tools: $(TEST_TOOLS) ## Build every pinned binary make test needs into ./bin (make -j2 test-tools builds two at a time).
 
 .PHONY: test
-test: test-tools eck-manifests lint verify-manifests verify-chart ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver; ends with a summary per package, and fails if an end-to-end test skipped.
+test: test-tools eck-manifests lint verify-manifests verify-chart vulncheck ## Run every test: unit, golden and the end-to-end suites against a real kube-apiserver, and govulncheck; ends with a summary per package, and fails if an end-to-end test skipped.
 	@mkdir -p $(dir $(TEST_JSON))
 	@status=0; $(GOTESTSUM) --format pkgname --jsonfile $(TEST_JSON) -- -count=1 ./... || status=$$?; \
 	go run ./test/tools/testsummary -no-skips $(NO_SKIPS) -trim $(GO_MODULE)/ $(TEST_JSON) || status=1; \

@@ -70,7 +70,8 @@ func FuzzDecide(f *testing.F) {
 // twice; an error names a field; a Plan is sound (a port from 1024 to 65535 that nothing else
 // of the pod uses, a clean absolute cert dir, Secret and issuer names the API server would
 // accept) and, applied by package mutate, is a fixed point: deciding again on the secured
-// objects gives the same Plan and no error, and applying it again changes nothing.
+// objects gives the same Plan and no error, applying it again changes nothing, and ECK, by
+// what it reads then, serves its metrics over TLS with token checks on the planned port.
 func checkDecide(t *testing.T, c decideCase) {
 	in, ok := buildInput(c)
 	if !ok {
@@ -114,8 +115,16 @@ func checkDecide(t *testing.T, c decideCase) {
 		tmpl = in.Template.DeepCopy()
 		mutate.PodTemplate(tmpl, op, p, d.Effective)
 	}
-	if !p.Flags && cm != nil && !eck.Trimmed(cm) {
-		cm = cm.DeepCopy()
+	if !p.Flags && (cm == nil || !eck.Trimmed(cm)) {
+		if cm == nil {
+			if op == nil {
+				return
+			}
+			// Not written yet: the one the guard will secure (engine.configMapToEdit).
+			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: op.ConfigMapName, Namespace: op.Namespace}}
+		} else {
+			cm = cm.DeepCopy()
+		}
 		if _, err := mutate.ConfigMap(cm, in.Key(), p); err != nil {
 			return // an eck.yaml the guard cannot edit in place: an error of the engine
 		}
@@ -143,6 +152,12 @@ func checkDecide(t *testing.T, c decideCase) {
 	if after.Operator != nil && after.Template != nil {
 		if mutate.PodTemplate(after.Template.DeepCopy(), after.Operator, d2.Plan, d2.Effective) {
 			t.Fatalf("applying the plan again changes the pod template")
+		}
+		// What ECK reads once secured: TLS with token checks, on the planned port.
+		v := eck.Judge(after.Operator, after.Template, eck.Resolve(after.Template, after.Operator.ContainerIndex, after.ConfigMapGetter()))
+		if v.Exposure.Weaker(eck.ExposureIncomplete) || (v.Port != 0 && v.Port != p.Port) {
+			t.Fatalf("secured by the plan %+v, the operator is %s (port %d)\nargs %q env %v\neck.yaml now %q", plan(d), v, v.Port,
+				after.Template.Spec.Containers[after.Operator.ContainerIndex].Args, after.Template.Spec.Containers[after.Operator.ContainerIndex].Env, configText(after))
 		}
 	}
 	if !p.Flags && after.ConfigMap != nil && !eck.Trimmed(after.ConfigMap) {

@@ -37,14 +37,16 @@ func guardBinary(t *testing.T) string {
 
 // leaseNamespace creates a namespace for a leader election Lease, excluded from the
 // guard's webhooks as its own is.
-func leaseNamespace(t *testing.T, name string) string {
+// (Generated names: a deleted namespace stays Terminating on this control plane, which runs
+// no namespace controller, so a test run again needs a new one.)
+func leaseNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"metrics-guard.eck.dev/exclude": "true"}}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: map[string]string{"metrics-guard.eck.dev/exclude": "true"}}}
 	if err := env.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
-	return name
+	return ns.Name
 }
 
 // startGuardProcess runs the guard's binary as the chart's Deployment does (leader election

@@ -112,7 +112,9 @@ func (e *Env) RestartAPIServer(ctx context.Context, grace time.Duration, whileDo
 // StartAPIServer starts another kube-apiserver on the control plane's etcd, with the flags of
 // the one Env.Config points at but its own port, as the second API server of a highly
 // available control plane: what is written through one is seen through the other. It is
-// stopped with e, before the control plane.
+// stopped with e, before the control plane. Both run on one host, so they share its API
+// server identity Lease (kube-system/apiserver-<hash of the hostname>) and log conflicts
+// updating it: harmless to the tests.
 func (e *Env) StartAPIServer(ctx context.Context) (*APIServer, error) {
 	var args []string
 	e.mu.Lock()
@@ -182,11 +184,11 @@ func (e *Env) envtestAPIServer() (int, []string, error) {
 		}
 		// pid (comm) state ppid ...
 		s := string(stat)
-		close := strings.LastIndexByte(s, ')')
-		if close < 0 || !strings.HasSuffix(s[:close], "(kube-apiserver") {
+		end := strings.LastIndexByte(s, ')')
+		if end < 0 || !strings.HasSuffix(s[:end], "(kube-apiserver") {
 			continue
 		}
-		fields := strings.Fields(s[close+1:])
+		fields := strings.Fields(s[end+1:])
 		if len(fields) < 2 || fields[1] != strconv.Itoa(os.Getpid()) {
 			continue
 		}
