@@ -49,6 +49,32 @@ func decodeWorkload(raw []byte, obj workloadObject) error {
 	return nil
 }
 
+// configMapView is what the guard reads of a ConfigMap: name, labels, annotations,
+// deletion, data and binaryData; not its managedFields.
+type configMapView struct {
+	Metadata struct {
+		Name              string            `json:"name,omitempty"`
+		GenerateName      string            `json:"generateName,omitempty"`
+		Namespace         string            `json:"namespace,omitempty"`
+		Labels            map[string]string `json:"labels,omitempty"`
+		Annotations       map[string]string `json:"annotations,omitempty"`
+		DeletionTimestamp *metav1.Time      `json:"deletionTimestamp,omitempty"`
+	} `json:"metadata"`
+	Data       map[string]string `json:"data,omitempty"`
+	BinaryData map[string][]byte `json:"binaryData,omitempty"`
+}
+
+func decodeConfigMap(raw []byte, cm *corev1.ConfigMap) error {
+	var v configMapView
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	cm.ObjectMeta = metav1.ObjectMeta{Name: v.Metadata.Name, GenerateName: v.Metadata.GenerateName, Namespace: v.Metadata.Namespace,
+		Labels: v.Metadata.Labels, Annotations: v.Metadata.Annotations, DeletionTimestamp: v.Metadata.DeletionTimestamp}
+	cm.Data, cm.BinaryData = v.Data, v.BinaryData
+	return nil
+}
+
 // mayBeOperator reports whether a workload's JSON can be an ECK operator's, without decoding
 // it: the guard recognises an operator by a container (or sidecar init container) whose image
 // basename starts with eck-operator (eck.IsOperatorImage), so the text must hold those bytes,

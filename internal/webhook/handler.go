@@ -386,9 +386,12 @@ func decode(req admission.Request, into runtime.Object) error {
 	return nil
 }
 
-// unmarshal decodes a workload through workloadView (what the guard reads of it), anything
-// else whole.
+// unmarshal decodes a workload through workloadView and a ConfigMap through configMapView
+// (what the guard reads of them), anything else whole.
 func unmarshal(raw []byte, into runtime.Object) error {
+	if cm, ok := into.(*corev1.ConfigMap); ok {
+		return decodeConfigMap(raw, cm)
+	}
 	if w, ok := into.(workloadObject); ok {
 		switch into.(type) {
 		case *appsv1.StatefulSet, *appsv1.Deployment:
