@@ -252,7 +252,7 @@ func unrelated(kind, name string) client.Object {
 	case "ConfigMap":
 		return &corev1.ConfigMap{ObjectMeta: m, Data: map[string]string{"index.html": "<h1>hello</h1>"}}
 	case "Service":
-		return &corev1.Service{ObjectMeta: m, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"},
+		return &corev1.Service{ObjectMeta: m, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, ClusterIP: corev1.ClusterIPNone, // no IP to allocate: the test range is small
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
 	}
 	one := int32(1)
