@@ -82,9 +82,11 @@ golden: eck-manifests ## Rewrite the golden files from the current output (revie
 	UPDATE_GOLDEN=1 go test ./internal/render/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the eck.yaml editor, the admission handler, inject and the policy decision, FUZZTIME each (default 60s); make test runs their seeds.
+fuzz: ## Fuzz the eck.yaml editor, the admission handler (and its patch against the full diff's), the patch, inject and the policy decision, FUZZTIME each (default 60s); make test runs their seeds.
 	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(or $(FUZZTIME),60s) ./internal/eckconfig/
 	go test -run='^$$' -fuzz=FuzzHandle -fuzztime=$(or $(FUZZTIME),60s) ./internal/webhook/
+	go test -run='^$$' -fuzz=FuzzCheapPatch -fuzztime=$(or $(FUZZTIME),60s) ./internal/webhook/
+	go test -run='^$$' -fuzz=FuzzTemplate -fuzztime=$(or $(FUZZTIME),60s) ./internal/patch/
 	go test -run='^$$' -fuzz=FuzzInject -fuzztime=$(or $(FUZZTIME),60s) ./internal/render/
 	go test -run='^$$' -fuzz=FuzzDecide -fuzztime=$(or $(FUZZTIME),60s) ./internal/policy/
 

@@ -75,6 +75,9 @@ type workloadObject interface {
 }
 
 func (h *Handler) workload(ctx context.Context, req admission.Request, obj workloadObject) admission.Response {
+	if !mayBeOperator(req.Object.Raw) {
+		return h.notOperator(ctx, req)
+	}
 	if err := decode(req, obj); err != nil {
 		return h.failOpen(ctx, err)
 	}
@@ -135,7 +138,7 @@ func (h *Handler) notOperator(ctx context.Context, req admission.Request) admiss
 	if req.Kind == deployments {
 		old = &appsv1.Deployment{}
 	}
-	if decodeOld(req, old) != nil {
+	if !mayBeOperator(req.OldObject.Raw) || decodeOld(req, old) != nil {
 		return admission.Allowed("not an ECK operator")
 	}
 	was, _, ok := eck.FromObject(old)
@@ -345,18 +348,33 @@ func decodeOld(req admission.Request, into runtime.Object) error {
 	if req.Operation != admissionv1.Update || len(req.OldObject.Raw) == 0 {
 		return fmt.Errorf("no old object")
 	}
-	if err := json.Unmarshal(req.OldObject.Raw, into); err != nil {
+	if err := unmarshal(req.OldObject.Raw, into); err != nil {
 		return fmt.Errorf("failed to decode the old %s: %w", req.Kind.Kind, err)
 	}
 	return nil
 }
 
 func decode(req admission.Request, into runtime.Object) error {
-	if err := json.Unmarshal(req.Object.Raw, into); err != nil {
+	if err := unmarshal(req.Object.Raw, into); err != nil {
 		return fmt.Errorf("failed to decode %s: %w", req.Kind.Kind, err)
 	}
 	if o, ok := into.(metav1.Object); ok && o.GetNamespace() == "" {
 		o.SetNamespace(req.Namespace)
 	}
 	return nil
+}
+
+// unmarshal decodes a workload through workloadView and a ConfigMap through configMapView
+// (what the guard reads of them), anything else whole.
+func unmarshal(raw []byte, into runtime.Object) error {
+	if cm, ok := into.(*corev1.ConfigMap); ok {
+		return decodeConfigMap(raw, cm)
+	}
+	if w, ok := into.(workloadObject); ok {
+		switch into.(type) {
+		case *appsv1.StatefulSet, *appsv1.Deployment:
+			return decodeWorkload(raw, w)
+		}
+	}
+	return json.Unmarshal(raw, into)
 }

@@ -14,6 +14,7 @@
 //	go run ./test/load              # every case, open loop at 200, 1,000 and 3,000/s, closed loop
 //	go run ./test/load -quick       # what CI runs: two cases, short runs
 //	go run ./test/load -overload    # 3x the guard's capacity, with and without the in-flight bound
+//	go run ./test/load -apiserver 500  # unrelated creates through kube-apiserver, guard registered vs not
 //
 // Every run is bounded in count and in time.
 package main
@@ -46,6 +47,8 @@ func main() {
 		protocols   = flag.String("protocols", "http1,http2", "the servers' protocols: http1 (the guard's default) and http2 (--enable-http2)")
 		overload    = flag.Bool("overload", false, "measure the guard under 3x its capacity instead")
 		timeout     = flag.Duration("timeout", 5*time.Second, "the client's timeout per request (the webhook's timeoutSeconds)")
+		apiserver   = flag.Int("apiserver", 0, "measure n creates of each unrelated kind through a real kube-apiserver (make controlplane), the guard registered and not, instead")
+		rounds      = flag.Int("rounds", 3, "with -apiserver: rounds of registered and not, alternating")
 	)
 	flag.Parse()
 	if *serveKind != "" {
@@ -62,6 +65,13 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // bounded, whatever the flags
 	defer cancel()
+	if *apiserver > 0 {
+		if err := throughAPIServer(ctx, min(*apiserver, 5000), min(*rounds, 10)); err != nil {
+			cancel()
+			fatal(err)
+		}
+		return
+	}
 	r, err := newRunner(*timeout, *maxInFlight)
 	if err != nil {
 		fatal(err)

@@ -31,6 +31,7 @@ type pooled struct {
 
 func (p *pooled) add(m measured) {
 	p.runs++
+	p.ServerKind = m.ServerKind
 	p.Sent += m.Sent
 	p.OK += m.OK
 	p.Shed += m.Shed
