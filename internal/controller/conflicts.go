@@ -55,8 +55,8 @@ func init() { metrics.Registry.MustRegister(conflicts) }
 // quietConflicts retries a reconcile that lost a race, after conflictRetry, without returning
 // the error: controller-runtime logs every error of a reconcile as "Reconciler error" with a
 // stack trace, and a lost race is normal under load (a retrofit of many operators: the
-// webhook's and the controller's own writes). It is logged at debug level and counted. A reconcile cut short by
-// the stop (its context canceled) is no error either.
+// webhook's and the controller's own writes). It is logged at debug level and counted. A
+// reconcile cut short by the stop (its context canceled) is no error either.
 type quietConflicts struct {
 	name string
 	reconcile.Reconciler
