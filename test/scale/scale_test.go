@@ -168,11 +168,25 @@ func retrofit(ctx context.Context, t *testing.T, c client.Client, eck operatorOb
 		return nil
 	})
 	time.Sleep(5 * time.Second)
+	profiled := make(chan struct{})
+	if dir := os.Getenv("SCALE_PPROF"); dir != "" { // the CPU of the convergence's first 10 s
+		go func() {
+			defer close(profiled)
+			if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", g.metrics)); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				_ = os.WriteFile(dir+"/cpu-optin.pprof", body, 0o644)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	began = time.Now()
 	parallel(t, len(many), func(i int) error { annotate(ctx, t, c, many[i]); return nil })
 	annotated := time.Since(began)
 	waitSecured(ctx, t, c, many, 5*time.Minute)
 	all := time.Since(began)
+	<-profiled
 	return fmt.Sprintf("| one operator %s; %d namespaces opted in (%s to annotate) converged in %s", single.Round(10*time.Millisecond), optIn,
 		annotated.Round(10*time.Millisecond), all.Round(10*time.Millisecond))
 }
