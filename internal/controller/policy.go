@@ -88,7 +88,7 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return o.GetLabels()[keys.LabelMetricsService] == "true"
 		}))).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.allPolicies),
-									builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Complete(quietConflicts{"metricssecuritypolicy", r}) // conflicts.go
 }
 
