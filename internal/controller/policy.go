@@ -89,7 +89,7 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.allPolicies),
 			builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Complete(quietConflicts{"metricssecuritypolicy", r}) // conflicts.go
+		Complete(quietConflicts{"metricssecuritypolicy", r})
 }
 
 func isOperator(o client.Object) bool {
