@@ -130,7 +130,8 @@ func TestHelmInstallSelfManaged(t *testing.T) {
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--leader-election-namespace=") }) {
 		args = append(args, "--leader-election-namespace="+namespace)
 	}
-	//  - The environment: the container's, with the downward API's metadata.namespace resolved.
+	//  - The environment: the container's, with the downward API's metadata.namespace and the
+	//    container's memory limit (in bytes, as the kubelet gives it) resolved.
 	var environ []string
 	for _, e := range container.Env {
 		switch {
@@ -138,6 +139,12 @@ func TestHelmInstallSelfManaged(t *testing.T) {
 			environ = append(environ, e.Name+"="+e.Value)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			environ = append(environ, e.Name+"="+namespace)
+		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+			limit, ok := container.Resources.Limits[corev1.ResourceMemory]
+			if !ok {
+				t.Fatalf("env %s: the container has no memory limit", e.Name)
+			}
+			environ = append(environ, fmt.Sprintf("%s=%d", e.Name, limit.Value()))
 		default:
 			t.Fatalf("env %s: no stand-in here for %+v", e.Name, e.ValueFrom)
 		}
