@@ -143,28 +143,34 @@ func (l CachedLookup) ConfigMap(ctx context.Context, namespace, name string) (*c
 	return cm, nil // whole: not trimmed
 }
 
-// Operators implements Lookup.
+// Operators implements Lookup. The lists are not deep-copied (most items are the stubs of other
+// workloads, on every namespace event and binding reconcile): only the ECK operators found are
+// copied out of the cache.
 func (l CachedLookup) Operators(ctx context.Context, namespace string) ([]Workload, error) {
 	var out []Workload
 	var stsList appsv1.StatefulSetList
-	if err := l.Reader.List(ctx, &stsList, client.InNamespace(namespace)); err != nil {
+	if err := l.Reader.List(ctx, &stsList, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list StatefulSets in %s: %w", namespace, err)
 	}
 	for i := range stsList.Items {
-		sts := &stsList.Items[i]
-		if op, ok := eck.FromStatefulSet(sts); ok {
-			out = append(out, Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations})
+		if _, ok := eck.FromStatefulSet(&stsList.Items[i]); !ok {
+			continue
 		}
+		sts := stsList.Items[i].DeepCopy()
+		op, _ := eck.FromStatefulSet(sts)
+		out = append(out, Workload{Operator: op, Template: &sts.Spec.Template, Annotations: sts.Annotations})
 	}
 	var deployments appsv1.DeploymentList
-	if err := l.Reader.List(ctx, &deployments, client.InNamespace(namespace)); err != nil {
+	if err := l.Reader.List(ctx, &deployments, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list Deployments in %s: %w", namespace, err)
 	}
 	for i := range deployments.Items {
-		d := &deployments.Items[i]
-		if op, ok := eck.FromDeployment(d); ok {
-			out = append(out, Workload{Operator: op, Template: &d.Spec.Template, Annotations: d.Annotations})
+		if _, ok := eck.FromDeployment(&deployments.Items[i]); !ok {
+			continue
 		}
+		d := deployments.Items[i].DeepCopy()
+		op, _ := eck.FromDeployment(d)
+		out = append(out, Workload{Operator: op, Template: &d.Spec.Template, Annotations: d.Annotations})
 	}
 	return out, nil
 }

@@ -55,7 +55,8 @@ func init() { metrics.Registry.MustRegister(conflicts) }
 // quietConflicts retries a reconcile that lost a race, after conflictRetry, without returning
 // the error: controller-runtime logs every error of a reconcile as "Reconciler error" with a
 // stack trace, and a lost race is normal under load (a retrofit of many operators: the
-// webhook's and the controller's own writes). It is logged at debug level and counted.
+// webhook's and the controller's own writes). It is logged at debug level and counted. A
+// reconcile cut short by the stop (its context canceled) is no error either.
 type quietConflicts struct {
 	name string
 	reconcile.Reconciler
@@ -63,6 +64,10 @@ type quietConflicts struct {
 
 func (q quietConflicts) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	res, err := q.Reconciler.Reconcile(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// Cut short by the guard's stop: the next leader starts over; nothing to report.
+		return reconcile.Result{}, nil
+	}
 	if Conflict(err) {
 		conflicts.WithLabelValues(q.name).Inc()
 		logf.FromContext(ctx).V(1).Info("retrying after a conflict", "reason", err.Error())

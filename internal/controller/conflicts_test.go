@@ -55,3 +55,15 @@ func TestQuietConflicts(t *testing.T) {
 		t.Errorf("another error gave %v", err)
 	}
 }
+
+// TestQuietAtStop: a reconcile whose context ends (the guard stops) returns no error.
+func TestQuietAtStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q := quietConflicts{"test", reconcile.Func(func(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+		return reconcile.Result{}, fmt.Errorf("failed to list Services: %w", ctx.Err())
+	})}
+	if res, err := q.Reconcile(ctx, reconcile.Request{}); err != nil || res.RequeueAfter != 0 {
+		t.Errorf("a reconcile cut short by the stop gave %+v, %v", res, err)
+	}
+}

@@ -266,6 +266,11 @@ func (r *OperatorReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	if status != statusSecured {
 		operators.WithLabelValues(stateNotSecured).Inc()
+		if in.ConfigMap == nil && op.ConfigMapName != "" && !plan.Flags {
+			// Not there yet: the cache watches only the ConfigMaps the guard labelled, so
+			// its creation reaches no watch of the controller.
+			return reconcile.Result{RequeueAfter: waitForSecret}, nil
+		}
 		return reconcile.Result{}, nil
 	}
 	operators.WithLabelValues(stateSecured).Inc()

@@ -88,8 +88,8 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return o.GetLabels()[keys.LabelMetricsService] == "true"
 		}))).
 		Watches(namespaceMetadata(), handler.EnqueueRequestsFromMapFunc(r.allPolicies),
-									builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Complete(quietConflicts{"metricssecuritypolicy", r}) // conflicts.go
+			builder.WithPredicates(predicate.Or[client.Object](predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Complete(quietConflicts{"metricssecuritypolicy", r})
 }
 
 func isOperator(o client.Object) bool {

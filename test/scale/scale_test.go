@@ -138,8 +138,8 @@ func TestMemoryAtScale(t *testing.T) {
 		if err := g.p.Stop(); err != nil {
 			t.Error(err)
 		}
-		if n := strings.Count(g.p.Log(), `"level":"error"`); n > 0 {
-			t.Logf("%d error lines in the guard's log; last lines:\n%s", n, g.p.Tail(5))
+		if errs := errorLines(g.p.Log()); len(errs) > 0 {
+			t.Logf("error lines in the guard's log, by message: %v", errs)
 		}
 	}
 	t.Log("| level | namespaces / ConfigMaps / StatefulSets / Services | ready | VmHWM MiB | VmRSS MiB | heap in use MiB | retrofit |\n" + strings.Join(rows, "\n"))
@@ -168,11 +168,25 @@ func retrofit(ctx context.Context, t *testing.T, c client.Client, eck operatorOb
 		return nil
 	})
 	time.Sleep(5 * time.Second)
+	profiled := make(chan struct{})
+	if dir := os.Getenv("SCALE_PPROF"); dir != "" { // the CPU of the convergence's first 10 s
+		go func() {
+			defer close(profiled)
+			if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", g.metrics)); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				_ = os.WriteFile(dir+"/cpu-optin.pprof", body, 0o644)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	began = time.Now()
 	parallel(t, len(many), func(i int) error { annotate(ctx, t, c, many[i]); return nil })
 	annotated := time.Since(began)
 	waitSecured(ctx, t, c, many, 5*time.Minute)
 	all := time.Since(began)
+	<-profiled
 	return fmt.Sprintf("| one operator %s; %d namespaces opted in (%s to annotate) converged in %s", single.Round(10*time.Millisecond), optIn,
 		annotated.Round(10*time.Millisecond), all.Round(10*time.Millisecond))
 }
@@ -469,6 +483,28 @@ func (g *guard) metric(t *testing.T, name string) string {
 		return fmt.Sprintf("%g %v", sum, parts)
 	}
 	return strconv.FormatFloat(sum, 'f', 0, 64)
+}
+
+// errorLines counts the guard's error-level log lines by message (and error, for reconciles).
+func errorLines(log string) map[string]int {
+	out := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		var l struct{ Level, Msg, Error, Controller string }
+		if json.Unmarshal([]byte(line), &l) != nil || l.Level != "error" {
+			continue
+		}
+		key := l.Msg
+		if l.Controller != "" {
+			key += " (" + l.Controller + "): " + l.Error
+		} else if l.Error != "" {
+			key += ": " + l.Error
+		}
+		if len(key) > 160 {
+			key = key[:160]
+		}
+		out[key]++
+	}
+	return out
 }
 
 // saveProfile writes the guard's heap profile to path.

@@ -131,7 +131,7 @@ func TestHelmInstallSelfManaged(t *testing.T) {
 		args = append(args, "--leader-election-namespace="+namespace)
 	}
 	//  - The environment: the container's, with the downward API's metadata.namespace and the
-	//    memory limit (in bytes, as the kubelet gives a resourceFieldRef with no divisor) resolved.
+	//    container's memory limit (in bytes, as the kubelet gives it) resolved.
 	var environ []string
 	for _, e := range container.Env {
 		switch {
@@ -139,10 +139,10 @@ func TestHelmInstallSelfManaged(t *testing.T) {
 			environ = append(environ, e.Name+"="+e.Value)
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			environ = append(environ, e.Name+"="+namespace)
-		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory" && e.ValueFrom.ResourceFieldRef.Divisor.IsZero():
-			limit := container.Resources.Limits.Memory()
-			if limit.IsZero() {
-				t.Fatalf("env %s: the container has no memory limit to take", e.Name)
+		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+			limit, ok := container.Resources.Limits[corev1.ResourceMemory]
+			if !ok {
+				t.Fatalf("env %s: the container has no memory limit", e.Name)
 			}
 			environ = append(environ, fmt.Sprintf("%s=%d", e.Name, limit.Value()))
 		default:
