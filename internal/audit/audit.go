@@ -12,7 +12,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -100,8 +100,8 @@ func operator(ctx context.Context, l cluster.Lookup, w cluster.Workload, default
 	case d.Plan == nil:
 		f.Guarded = d.Guarded
 		f.Action = d.Skip
-		if !d.Guarded && !f.Compliant() && op.Namespace != meta.SystemNamespace {
-			f.Action += fmt.Sprintf(`; to secure it: annotate namespace %s with %s: "true", or cover it with a MetricsSecurityPolicy in Mutate or Enforce mode`, op.Namespace, meta.AnnotationSecure)
+		if !d.Guarded && !f.Compliant() && op.Namespace != keys.SystemNamespace {
+			f.Action += fmt.Sprintf(`; to secure it: annotate namespace %s with %s: "true", or cover it with a MetricsSecurityPolicy in Mutate or Enforce mode`, op.Namespace, keys.AnnotationSecure)
 		}
 	default:
 		f.Guarded = true
@@ -117,7 +117,7 @@ func operator(ctx context.Context, l cluster.Lookup, w cluster.Workload, default
 			f.Action += "; " + res.NotEntitled
 		}
 	}
-	if op.Namespace == meta.SystemNamespace {
+	if op.Namespace == keys.SystemNamespace {
 		f.Action += "; kube-system is never guarded"
 	}
 	return f, nil

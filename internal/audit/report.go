@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // ReportName is the OpenReports Report the guard keeps in each namespace.
@@ -38,7 +38,7 @@ func Reports(findings []Finding) []*orv1alpha1.Report {
 			r = &orv1alpha1.Report{
 				TypeMeta: metav1.TypeMeta{APIVersion: orv1alpha1.SchemeGroupVersion.String(), Kind: "Report"},
 				ObjectMeta: metav1.ObjectMeta{Name: ReportName, Namespace: f.Namespace,
-					Labels: map[string]string{meta.LabelManagedBy: meta.ManagedByValue}},
+					Labels: map[string]string{keys.LabelManagedBy: keys.ManagedByValue}},
 				Source: Source,
 			}
 			byNamespace[f.Namespace] = r

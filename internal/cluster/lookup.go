@@ -20,7 +20,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -215,11 +215,11 @@ const LastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 const guardPrefix = "metrics-guard.eck.dev/"
 
 // ConfigMapSelector selects the ConfigMaps the cache holds: those labelled as a guarded
-// operator's config (meta.LabelConfigOf), which the webhook and the controller label. Any other
+// operator's config (keys.LabelConfigOf), which the webhook and the controller label. Any other
 // ConfigMap a decision needs is read from the API server when needed (CachedLookup.Live): a
 // cluster's ConfigMaps are most of its objects, and none of the guard's business.
 func ConfigMapSelector() labels.Selector {
-	exists, err := labels.NewRequirement(meta.LabelConfigOf, selection.Exists, nil)
+	exists, err := labels.NewRequirement(keys.LabelConfigOf, selection.Exists, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -266,7 +266,7 @@ func Transform(obj any) (any, error) {
 		}
 	case *corev1.ConfigMap:
 		_, config := eck.ConfigKeyOf(o)
-		if _, ok := o.Labels[meta.LabelConfigOf]; !ok && !config {
+		if _, ok := o.Labels[keys.LabelConfigOf]; !ok && !config {
 			kept := eck.EnvData(o.Data)
 			for k, v := range o.Data {
 				if eck.LooksLikeConfig(v) { // an eck.yaml a workload mounts from a key of another name

@@ -19,7 +19,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -28,7 +28,7 @@ var managed = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1
 func objectMeta(name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: "elastic-system", Labels: map[string]string{"app": name}, UID: "u-" + types.UID(name),
 		ResourceVersion: "42", Generation: 3, OwnerReferences: []metav1.OwnerReference{{Kind: "Foo", Name: "owner"}},
-		Annotations: map[string]string{meta.AnnotationTLSSecret: "metrics-tls", LastApplied: `{"kind":"ConfigMap","data":{"big":"copy"}}`, "team": "a"}, ManagedFields: managed}
+		Annotations: map[string]string{keys.AnnotationTLSSecret: "metrics-tls", LastApplied: `{"kind":"ConfigMap","data":{"big":"copy"}}`, "team": "a"}, ManagedFields: managed}
 }
 
 func podTemplate(image string) corev1.PodTemplateSpec {
@@ -254,11 +254,11 @@ func TestTransformConfigMaps(t *testing.T) {
 func TestTransformOthers(t *testing.T) {
 	ns := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 		ObjectMeta: metav1.ObjectMeta{Name: "elastic-system", Labels: map[string]string{"team": "search"}, ResourceVersion: "7",
-			Annotations: map[string]string{meta.AnnotationSecure: "true", LastApplied: "{}", "owner": "search-team"}, ManagedFields: managed,
+			Annotations: map[string]string{keys.AnnotationSecure: "true", LastApplied: "{}", "owner": "search-team"}, ManagedFields: managed,
 			Finalizers: []string{"x"}}}
 	transform(t, ns)
 	want := metav1.ObjectMeta{Name: "elastic-system", Labels: map[string]string{"team": "search"}, ResourceVersion: "7",
-		Annotations: map[string]string{meta.AnnotationSecure: "true"}}
+		Annotations: map[string]string{keys.AnnotationSecure: "true"}}
 	if !apiequality.Semantic.DeepEqual(ns.ObjectMeta, want) {
 		t.Errorf("Namespace metadata %+v, want %+v", ns.ObjectMeta, want)
 	}
@@ -287,7 +287,7 @@ func TestCachedLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "elastic-system", Annotations: map[string]string{meta.AnnotationSecure: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "elastic-system", Annotations: map[string]string{keys.AnnotationSecure: "true"}}},
 		statefulSet("elastic-operator", eckImage), statefulSet("postgres", "postgres:17"),
 		deployment("olm-operator", eckImage), deployment("web", "nginx:1.27"),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system"}, Data: map[string]string{"eck.yaml": "metrics-port: 0\n"}},
@@ -303,7 +303,7 @@ func TestCachedLookup(t *testing.T) {
 	ctx := context.Background()
 
 	ns, err := l.Namespace(ctx, "elastic-system")
-	if err != nil || ns.Annotations[meta.AnnotationSecure] != "true" || ns.Coverage != nil {
+	if err != nil || ns.Annotations[keys.AnnotationSecure] != "true" || ns.Coverage != nil {
 		t.Errorf("Namespace = %+v, %v", ns, err)
 	}
 	if ns, err := l.Namespace(ctx, "missing"); err != nil || ns.Annotations != nil {
@@ -320,7 +320,7 @@ func TestCachedLookup(t *testing.T) {
 	var got []string
 	for _, w := range ws {
 		got = append(got, w.Operator.Kind+"/"+w.Operator.Name)
-		if w.Template == nil || w.Annotations[meta.AnnotationTLSSecret] != "metrics-tls" {
+		if w.Template == nil || w.Annotations[keys.AnnotationTLSSecret] != "metrics-tls" {
 			t.Errorf("%s/%s: template %v, annotations %v", w.Operator.Kind, w.Operator.Name, w.Template, w.Annotations)
 		}
 	}
@@ -333,7 +333,7 @@ func TestCachedLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if in.Operator.Namespace != "elastic-system" || in.ConfigMap == nil || in.ConfigMap.Data["eck.yaml"] != "metrics-port: 0\n" ||
-		in.NamespaceAnnotations[meta.AnnotationSecure] != "true" || in.WorkloadAnnotations[meta.AnnotationTLSSecret] != "metrics-tls" {
+		in.NamespaceAnnotations[keys.AnnotationSecure] != "true" || in.WorkloadAnnotations[keys.AnnotationTLSSecret] != "metrics-tls" {
 		t.Errorf("Input = %+v", in)
 	}
 }
@@ -359,7 +359,7 @@ func TestTransformKeepsWhatDecisionsRead(t *testing.T) {
 					t.Fatalf("operator %+v, want it to read key %s", op, key)
 				}
 				r, err := engine.Secure(policy.Input{Operator: op, Template: &sts.Spec.Template, WorkloadAnnotations: sts.Annotations, ConfigMap: cm,
-					NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"}})
+					NamespaceAnnotations: map[string]string{keys.AnnotationSecure: "true"}})
 				if err != nil || r.Decision.Plan == nil {
 					t.Fatalf("not secured: %v, %+v", err, r.Decision)
 				}
@@ -391,7 +391,7 @@ func TestConfigMapsFromCacheOrAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	labelled := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system",
-		Labels: map[string]string{meta.LabelConfigOf: "elastic-operator"}}, Data: map[string]string{"eck.yaml": "metrics-port: 8081\n"}}
+		Labels: map[string]string{keys.LabelConfigOf: "elastic-operator"}}, Data: map[string]string{"eck.yaml": "metrics-port: 8081\n"}}
 	env := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "env", Namespace: "elastic-system"},
 		Data: map[string]string{"METRICS_SECURE": "false", "application.properties": "a=b"}}
 	if !ConfigMapSelector().Matches(labels.Set(labelled.Labels)) || ConfigMapSelector().Matches(labels.Set(env.Labels)) {
@@ -441,7 +441,7 @@ func TestEntitledOnly(t *testing.T) {
 		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: ns}, Data: map[string]string{"eck.yaml": "x: 1\n"}}
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "in", Annotations: map[string]string{meta.AnnotationSecure: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "in", Annotations: map[string]string{keys.AnnotationSecure: "true"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "out"}}, cm("in"), cm("out")).Build()
 	l := EntitledOnly{Lookup: CachedLookup{Reader: c}}
 	ctx := context.Background()

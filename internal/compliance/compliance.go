@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // Operator checks points 1 and 2 of the end state, with cm as the only ConfigMap there is
@@ -43,12 +43,12 @@ func Check(op *eck.Operator, tmpl *corev1.PodTemplateSpec, configMaps eck.Config
 	c := tmpl.Spec.Containers[op.ContainerIndex]
 	declared := -1
 	for _, p := range c.Ports {
-		if p.Name == meta.PortName {
+		if p.Name == keys.PortName {
 			declared = int(p.ContainerPort)
 		}
 	}
 	if v.Port != 0 && declared != v.Port {
-		findings = append(findings, fmt.Sprintf("container %s: port %q is %d, and ECK serves metrics on %d", c.Name, meta.PortName, declared, v.Port))
+		findings = append(findings, fmt.Sprintf("container %s: port %q is %d, and ECK serves metrics on %d", c.Name, keys.PortName, declared, v.Port))
 	}
 	return v, findings
 }
@@ -57,7 +57,7 @@ func Check(op *eck.Operator, tmpl *corev1.PodTemplateSpec, configMaps eck.Config
 // pods and reaches its metrics port.
 func Service(op *eck.Operator, port int, services []corev1.Service) []string {
 	for _, svc := range services {
-		if svc.Labels[meta.LabelMetricsService] != "true" || svc.Labels[meta.LabelOperator] != op.Name {
+		if svc.Labels[keys.LabelMetricsService] != "true" || svc.Labels[keys.LabelOperator] != op.Name {
 			continue
 		}
 		if len(svc.Spec.Selector) == 0 {
@@ -69,11 +69,11 @@ func Service(op *eck.Operator, port int, services []corev1.Service) []string {
 			}
 		}
 		for _, p := range svc.Spec.Ports {
-			if p.TargetPort == intstr.FromString(meta.PortName) || p.TargetPort.IntValue() == port {
+			if p.TargetPort == intstr.FromString(keys.PortName) || p.TargetPort.IntValue() == port {
 				return nil
 			}
 		}
 		return []string{fmt.Sprintf("Service %s has no port reaching the metrics port", svc.Name)}
 	}
-	return []string{"no Service labelled " + meta.LabelMetricsService + " for the operator"}
+	return []string{"no Service labelled " + keys.LabelMetricsService + " for the operator"}
 }

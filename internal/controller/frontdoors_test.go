@@ -28,7 +28,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/render"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
@@ -112,7 +112,7 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 		}
 	}
 	for ns := range namespaces {
-		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: map[string]string{meta.AnnotationSecure: "true"}}})
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: map[string]string{keys.AnnotationSecure: "true"}}})
 	}
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithRESTMapper(served(true)).WithObjects(objs...).Build()
 	opts := Options{Defaults: frontDoorOptions.Defaults}
@@ -174,7 +174,7 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 	}
 	// And nothing else but the binding of a stream that already delegates authentication.
 	var bindings rbacv1.ClusterRoleBindingList
-	if err := c.List(context.Background(), &bindings, client.MatchingLabels{meta.LabelManagedBy: meta.ManagedByValue}); err != nil {
+	if err := c.List(context.Background(), &bindings, client.MatchingLabels{keys.LabelManagedBy: keys.ManagedByValue}); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range bindings.Items {
@@ -191,7 +191,7 @@ func checkReconcilerAgrees(t *testing.T, path string) int {
 		}
 	}
 	for _, list := range []client.ObjectList{&corev1.ServiceList{}, &cmv1.CertificateList{}, &monitoringv1.ServiceMonitorList{}, &monitoringv1.PodMonitorList{}} {
-		if err := c.List(context.Background(), list, client.MatchingLabels{meta.LabelManagedBy: meta.ManagedByValue}); err != nil {
+		if err := c.List(context.Background(), list, client.MatchingLabels{keys.LabelManagedBy: keys.ManagedByValue}); err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range metaItems(list) {
@@ -281,7 +281,7 @@ func normalize(o client.Object) client.Object {
 	o.SetCreationTimestamp(metav1.Time{})
 	o.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
 	if a := o.GetAnnotations(); a != nil {
-		delete(a, meta.AnnotationStatus)
+		delete(a, keys.AnnotationStatus)
 		if len(a) == 0 {
 			o.SetAnnotations(nil)
 		}
@@ -346,7 +346,7 @@ func split(t *testing.T, stream []byte) []*typedDoc {
 			if obj.GetNamespace() == "" && d.head.Kind != "ClusterRoleBinding" {
 				obj.SetNamespace("default") // inject's default
 			}
-			if companion || obj.GetLabels()[meta.LabelManagedBy] == meta.ManagedByValue {
+			if companion || obj.GetLabels()[keys.LabelManagedBy] == keys.ManagedByValue {
 				d.companion = obj
 			}
 			if !companion {

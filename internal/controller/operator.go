@@ -36,7 +36,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
-	keys "github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"

@@ -27,7 +27,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -112,7 +112,7 @@ func namespace(annotations map[string]string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Annotations: annotations}}
 }
 
-var optedIn = map[string]string{meta.AnnotationSecure: "true"}
+var optedIn = map[string]string{keys.AnnotationSecure: "true"}
 
 // operator is an ECK 3.5.0 StatefulSet as ECK's manifests write it, reading eck.yaml from
 // ConfigMap elastic-operator, with the workload annotations given.
@@ -209,14 +209,14 @@ func (f *fixture) checkEndState(t *testing.T, secret string) {
 	}
 	var mounted bool
 	for _, v := range sts.Spec.Template.Spec.Volumes {
-		if v.Name == meta.VolumeName && v.Secret != nil && v.Secret.SecretName == secret {
+		if v.Name == keys.VolumeName && v.Secret != nil && v.Secret.SecretName == secret {
 			mounted = true
 		}
 	}
 	if !mounted {
 		t.Errorf("the pod template does not mount Secret %s: %+v", secret, sts.Spec.Template.Spec.Volumes)
 	}
-	if sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == "" {
+	if sts.Spec.Template.Annotations[keys.AnnotationMetricsHash] == "" {
 		t.Error("no metrics hash on the pod template: the pods would not restart with the new settings")
 	}
 }
@@ -230,7 +230,7 @@ func (f *fixture) checkCompanions(t *testing.T) *corev1.Service {
 	if !metav1.IsControlledBy(svc, sts) {
 		t.Errorf("the metrics Service is not owned by the StatefulSet: %+v", svc.OwnerReferences)
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8081 || svc.Spec.Ports[0].TargetPort.StrVal != meta.PortName ||
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8081 || svc.Spec.Ports[0].TargetPort.StrVal != keys.PortName ||
 		svc.Spec.Selector["control-plane"] != "elastic-operator" {
 		t.Errorf("metrics Service spec = %+v", svc.Spec)
 	}
@@ -242,7 +242,7 @@ func (f *fixture) checkCompanions(t *testing.T) *corev1.Service {
 	if crb.RoleRef.Name != mutate.AuthDelegatorRole || len(crb.Subjects) != 1 || crb.Subjects[0].Name != "elastic-operator" || crb.Subjects[0].Namespace != ns {
 		t.Errorf("auth-delegator binding = %+v %+v", crb.RoleRef, crb.Subjects)
 	}
-	if crb.Labels[meta.LabelManagedBy] != meta.ManagedByValue {
+	if crb.Labels[keys.LabelManagedBy] != keys.ManagedByValue {
 		t.Errorf("auth-delegator binding labels = %v", crb.Labels)
 	}
 	return svc
@@ -282,14 +282,14 @@ func ownedBy(obj client.Object, manager string) bool {
 	return false
 }
 
-func status(sts *appsv1.StatefulSet) string { return sts.Annotations[meta.AnnotationStatus] }
+func status(sts *appsv1.StatefulSet) string { return sts.Annotations[keys.AnnotationStatus] }
 
 // TestReconcileSecuresOptedInOperator: an operator of an opted-in namespace whose TLS Secret
 // exists gets its eck.yaml and pod template secured, its companions, and the status
 // "secured"; a second pass changes nothing.
 func TestReconcileSecuresOptedInOperator(t *testing.T) {
 	f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}},
-		namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
+		namespace(optedIn), operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
 	if res := f.reconcile(t, "elastic-operator"); res.RequeueAfter != 0 {
 		t.Errorf("requeued after %s with the Secret there", res.RequeueAfter)
 	}
@@ -332,7 +332,7 @@ func TestReconcileSecuresOptedInOperator(t *testing.T) {
 // written) the status says what it waits for and the controller looks again; then it is
 // "secured". The guard reads no Secret: the Certificate's condition tells.
 func TestReconcileWaitsForTheSecret(t *testing.T) {
-	issuer := map[string]string{meta.AnnotationIssuer: "corp-ca"}
+	issuer := map[string]string{keys.AnnotationIssuer: "corp-ca"}
 	f := newFixture(t, true, Options{}, namespace(optedIn), operator(issuer), config())
 	res := f.reconcile(t, "elastic-operator")
 	if res.RequeueAfter != waitForSecret {
@@ -365,7 +365,7 @@ func TestReconcileWaitsForTheSecret(t *testing.T) {
 // the Secret, the status waits for it. Without cert-manager's API nothing is created for it,
 // and an Event says so.
 func TestReconcileWithAnIssuer(t *testing.T) {
-	issuer := map[string]string{meta.AnnotationIssuer: "corp-ca", meta.AnnotationIssuerKind: "ClusterIssuer"}
+	issuer := map[string]string{keys.AnnotationIssuer: "corp-ca", keys.AnnotationIssuerKind: "ClusterIssuer"}
 	f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(issuer), config())
 	f.reconcile(t, "elastic-operator")
 	cert := &cmv1.Certificate{}
@@ -415,7 +415,7 @@ func TestReconcileWithAnIssuer(t *testing.T) {
 // TestReconcileCannotReadTheOperator: an operator started through a shell (sh -c) is one the
 // guard cannot read: it is left as it is, with "not secured: unknown ..." and the reason.
 func TestReconcileCannotReadTheOperator(t *testing.T) {
-	sts := operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"})
+	sts := operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"})
 	c := &sts.Spec.Template.Spec.Containers[0]
 	c.Command, c.Args = []string{"sh", "-c", "exec /elastic-operator manager --config=/conf/eck.yaml"}, nil
 	f := newFixture(t, true, Options{}, namespace(optedIn), sts, config(), tlsSecret("metrics-tls"))
@@ -428,7 +428,7 @@ func TestReconcileCannotReadTheOperator(t *testing.T) {
 		t.Errorf("no Unsupported event: %q", ev)
 	}
 	// Left as it is: the guard does not write what it could not judge.
-	if after := f.statefulSet(t); len(after.Spec.Template.Spec.Volumes) != 1 || after.Spec.Template.Annotations[meta.AnnotationMetricsHash] != "" {
+	if after := f.statefulSet(t); len(after.Spec.Template.Spec.Volumes) != 1 || after.Spec.Template.Annotations[keys.AnnotationMetricsHash] != "" {
 		t.Errorf("the pod template of an operator the guard cannot read was changed: %+v", after.Spec.Template)
 	}
 	if f.configMap(t).Data["eck.yaml"] != config().Data["eck.yaml"] {
@@ -439,11 +439,11 @@ func TestReconcileCannotReadTheOperator(t *testing.T) {
 // TestReconcileInvalidSettings: an annotation the guard refuses leaves the operator as it is,
 // with the reason in the status and an Event.
 func TestReconcileInvalidSettings(t *testing.T) {
-	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationMetricsPort: "abc"}), config())
+	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{keys.AnnotationMetricsPort: "abc"}), config())
 	before := f.statefulSet(t)
 	f.reconcile(t, "elastic-operator")
 	after := f.statefulSet(t)
-	if got := status(after); !strings.HasPrefix(got, "not secured: invalid settings: ") || !strings.Contains(got, meta.AnnotationMetricsPort) {
+	if got := status(after); !strings.HasPrefix(got, "not secured: invalid settings: ") || !strings.Contains(got, keys.AnnotationMetricsPort) {
 		t.Errorf("status %q", got)
 	}
 	if len(after.Spec.Template.Spec.Volumes) != len(before.Spec.Template.Spec.Volumes) || f.configMap(t).Data["eck.yaml"] != config().Data["eck.yaml"] {
@@ -470,7 +470,7 @@ func TestReconcileNotGuarded(t *testing.T) {
 		t.Error("an operator that is not opted in was secured")
 	}
 
-	f = newFixture(t, true, Options{}, namespace(nil), operator(map[string]string{meta.AnnotationStatus: statusSecured}), config())
+	f = newFixture(t, true, Options{}, namespace(nil), operator(map[string]string{keys.AnnotationStatus: statusSecured}), config())
 	f.reconcile(t, "elastic-operator")
 	if got := status(f.statefulSet(t)); !strings.HasPrefix(got, "not guarded: ") {
 		t.Errorf("status %q, want not guarded: ...", got)
@@ -480,7 +480,7 @@ func TestReconcileNotGuarded(t *testing.T) {
 // TestReconcileDeletedOperator: the cluster-scoped binding of an operator that is gone is
 // deleted (its namespaced companions go with their owner); other operators' are kept.
 func TestReconcileDeletedOperator(t *testing.T) {
-	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
+	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
 	f.reconcile(t, "elastic-operator")
 	if crb := f.binding(t); len(crb.Subjects) != 1 {
 		t.Fatalf("subjects %v, want the operator's ServiceAccount", crb.Subjects)
@@ -497,7 +497,7 @@ func TestReconcileDeletedOperator(t *testing.T) {
 // TestReconcileDeployment: an OLM install (a Deployment) is reconciled the same way, and its
 // existing metrics Service is labelled instead of a new one created.
 func TestReconcileDeployment(t *testing.T) {
-	sts := operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"})
+	sts := operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"})
 	d := &appsv1.Deployment{
 		ObjectMeta: sts.ObjectMeta,
 		Spec:       appsv1.DeploymentSpec{Selector: sts.Spec.Selector, Template: sts.Spec.Template},
@@ -505,13 +505,13 @@ func TestReconcileDeployment(t *testing.T) {
 	existing := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator-metrics", Namespace: ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"},
-			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(meta.PortName)}}},
+			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(keys.PortName)}}},
 	}
 	f := newFixture(t, true, Options{}, namespace(optedIn), d, config(), tlsSecret("metrics-tls"), existing)
 	f.r.Kind = "Deployment"
 	f.reconcile(t, "elastic-operator")
 	got := f.get(t, &appsv1.Deployment{}, ns, "elastic-operator").(*appsv1.Deployment)
-	if status := got.Annotations[meta.AnnotationStatus]; status != statusSecured {
+	if status := got.Annotations[keys.AnnotationStatus]; status != statusSecured {
 		t.Errorf("status %q, want %q", status, statusSecured)
 	}
 	op, _ := eck.FromDeployment(got)
@@ -520,7 +520,7 @@ func TestReconcileDeployment(t *testing.T) {
 		t.Errorf("not in the end state: %v", findings)
 	}
 	svc := f.get(t, &corev1.Service{}, ns, "elastic-operator-metrics").(*corev1.Service)
-	if svc.Labels[meta.LabelMetricsService] != "true" {
+	if svc.Labels[keys.LabelMetricsService] != "true" {
 		t.Errorf("the existing metrics Service was not labelled: %v", svc.Labels)
 	}
 	if f.exists(t, &corev1.Service{}, ns, "elastic-operator-metrics-guard") {
@@ -541,7 +541,7 @@ func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
 	existing := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator-metrics", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "elastic-operator"}},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"},
-			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(meta.PortName)}}},
+			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(keys.PortName)}}},
 	}
 	for name, tc := range map[string]struct {
 		selector map[string]string
@@ -551,7 +551,7 @@ func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
 		"selects another Service":     {selector: map[string]string{"app": "elasticsearch"}, added: true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}),
+			f := newFixture(t, true, Options{Defaults: policy.Defaults{Monitor: policy.Monitor{Kind: policy.ServiceMonitorKind}}}, namespace(optedIn), operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"}),
 				config(), tlsSecret("metrics-tls"), existing.DeepCopy(), userSM(tc.selector))
 			f.reconcile(t, "elastic-operator")
 			if added := f.exists(t, &monitoringv1.ServiceMonitor{}, ns, "elastic-operator-metrics-guard"); added != tc.added {
@@ -567,7 +567,7 @@ func TestReconcileKeepsAUsersServiceMonitor(t *testing.T) {
 // TestReconcileNoLongerAnOperator: a workload the guard secured, then changed into one it
 // cannot recognise (another image), does not keep its "secured".
 func TestReconcileNoLongerAnOperator(t *testing.T) {
-	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{meta.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
+	f := newFixture(t, true, Options{}, namespace(optedIn), operator(map[string]string{keys.AnnotationTLSSecret: "metrics-tls"}), config(), tlsSecret("metrics-tls"))
 	f.reconcile(t, "elastic-operator")
 	if got := status(f.statefulSet(t)); got != statusSecured {
 		t.Fatalf("status %q, want %q", got, statusSecured)

@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestCompanions(t *testing.T) {
 	chartService := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator-metrics", Namespace: "elastic-system"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"control-plane": "elastic-operator"},
-			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(meta.PortName)}}}}
+			Ports: []corev1.ServicePort{{Name: "https", Port: 8081, TargetPort: intstr.FromString(keys.PortName)}}}}
 	chartBinding := &rbacv1.ClusterRoleBinding{RoleRef: rbacv1.RoleRef{Kind: "ClusterRole", Name: "elastic-operator-metrics-auth"},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "elastic-operator", Namespace: "elastic-system"}}}
 	chartRole := &rbacv1.ClusterRole{Rules: []rbacv1.PolicyRule{
@@ -36,7 +36,7 @@ func TestCompanions(t *testing.T) {
 		"a binding to a role that grants nothing": {monitor: policy.ServiceMonitorKind, newService: true, binding: true, monitorKind: policy.ServiceMonitorKind,
 			have: Existing{Bindings: []*rbacv1.ClusterRoleBinding{chartBinding}}},
 		"a ServiceMonitor of the user's selects the Service": {monitor: policy.ServiceMonitorKind, newService: true, binding: true,
-			have: Existing{ServiceMonitors: []metav1.LabelSelector{{MatchLabels: map[string]string{meta.LabelMetricsService: "true"}}}}},
+			have: Existing{ServiceMonitors: []metav1.LabelSelector{{MatchLabels: map[string]string{keys.LabelMetricsService: "true"}}}}},
 		"a PodMonitor of the user's selects the pods": {monitor: policy.ServiceMonitorKind, newService: true, binding: true,
 			have: Existing{PodMonitors: []metav1.LabelSelector{{MatchLabels: map[string]string{"control-plane": "elastic-operator"}}}}},
 		"an empty selector is not taken to select it": {monitor: policy.PodMonitorKind, newService: true, binding: true, monitorKind: policy.PodMonitorKind,
@@ -65,7 +65,7 @@ func TestCompanions(t *testing.T) {
 			if kind != tc.monitorKind {
 				t.Errorf("monitor %q, want %q", kind, tc.monitorKind)
 			}
-			if c.Labelled && c.Service.Labels[meta.LabelMetricsService] == "" {
+			if c.Labelled && c.Service.Labels[keys.LabelMetricsService] == "" {
 				t.Error("the chart's Service was not labelled")
 			}
 			if c.Labelled && tc.have.Services[0].Labels != nil {
@@ -83,7 +83,7 @@ func TestCompanions(t *testing.T) {
 // owner must do.
 func TestNoCompanionsWithoutEntitlement(t *testing.T) {
 	sts, cms := operator()
-	sts.Annotations = map[string]string{meta.AnnotationSecure: "true"}
+	sts.Annotations = map[string]string{keys.AnnotationSecure: "true"}
 	in := input(t, sts, cms)
 	in.NamespaceAnnotations = nil
 	res, err := Secure(in)

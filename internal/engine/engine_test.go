@@ -11,7 +11,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -46,7 +46,7 @@ func input(t *testing.T, sts *appsv1.StatefulSet, cms map[string]*corev1.ConfigM
 		t.Fatal("not recognised")
 	}
 	in := policy.Input{
-		NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true"},
+		NamespaceAnnotations: map[string]string{keys.AnnotationSecure: "true"},
 		Operator:             op, Template: &sts.Spec.Template, WorkloadAnnotations: sts.Annotations,
 		ConfigMap:  cms[op.ConfigMapName],
 		ConfigMaps: map[string]*corev1.ConfigMap{},

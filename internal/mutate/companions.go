@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -32,8 +32,8 @@ func companionMeta(name string, op *eck.Operator) metav1.ObjectMeta {
 		Name:      name,
 		Namespace: op.Namespace,
 		Labels: map[string]string{
-			meta.LabelManagedBy: meta.ManagedByValue,
-			meta.LabelOperator:  op.Name,
+			keys.LabelManagedBy: keys.ManagedByValue,
+			keys.LabelOperator:  op.Name,
 		},
 	}
 }
@@ -56,10 +56,10 @@ func MetricsService(op *eck.Operator, plan *policy.Plan) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Selector: op.Selector,
 			Ports: []corev1.ServicePort{{
-				Name:       meta.ServicePortName,
+				Name:       keys.ServicePortName,
 				Port:       int32(plan.Port),
 				Protocol:   corev1.ProtocolTCP,
-				TargetPort: intstr.FromString(meta.PortName),
+				TargetPort: intstr.FromString(keys.PortName),
 			}},
 		},
 	}
@@ -67,7 +67,7 @@ func MetricsService(op *eck.Operator, plan *policy.Plan) *corev1.Service {
 
 // AuthDelegatorBindingName is cluster-scoped, so it carries the operator's namespace.
 func AuthDelegatorBindingName(op *eck.Operator) string {
-	return fmt.Sprintf("%s:%s:%s", meta.ManagedByValue, op.Namespace, op.Name)
+	return fmt.Sprintf("%s:%s:%s", keys.ManagedByValue, op.Namespace, op.Name)
 }
 
 // AuthDelegatorBinding binds the operator's ServiceAccount to system:auth-delegator.
@@ -75,7 +75,7 @@ func AuthDelegatorBindingName(op *eck.Operator) string {
 func AuthDelegatorBinding(op *eck.Operator) *rbacv1.ClusterRoleBinding {
 	m := companionMeta(AuthDelegatorBindingName(op), op)
 	m.Namespace = ""
-	m.Labels[meta.LabelOperatorNamespace] = op.Namespace
+	m.Labels[keys.LabelOperatorNamespace] = op.Namespace
 	return &rbacv1.ClusterRoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
 		ObjectMeta: m,
@@ -152,7 +152,7 @@ func PodMonitor(op *eck.Operator, plan *policy.Plan, svc *corev1.Service) *monit
 	}
 	m := plan.Monitor
 	endpoint := monitoringv1.PodMetricsEndpoint{
-		Port:          ptr.To(meta.PortName),
+		Port:          ptr.To(keys.PortName),
 		Path:          "/metrics",
 		Scheme:        ptr.To(monitoringv1.Scheme("https")),
 		Interval:      monitoringv1.Duration(m.Interval),
@@ -229,7 +229,7 @@ func GrantsAuthDelegation(rules []rbacv1.PolicyRule) bool {
 // metricsPortName is the name of svc's port that reaches the operator's metrics.
 func metricsPortName(svc *corev1.Service, plan *policy.Plan) string {
 	for _, p := range svc.Spec.Ports {
-		if p.TargetPort == intstr.FromString(meta.PortName) || p.TargetPort == intstr.FromInt32(int32(plan.Port)) {
+		if p.TargetPort == intstr.FromString(keys.PortName) || p.TargetPort == intstr.FromInt32(int32(plan.Port)) {
 			return p.Name
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -34,22 +34,22 @@ func PodTemplate(tmpl *corev1.PodTemplateSpec, op *eck.Operator, plan *policy.Pl
 	changed = overrideSources(c, plan, e) || changed
 
 	hash := plan.Hash()
-	current, annotated := tmpl.Annotations[meta.AnnotationMetricsHash]
+	current, annotated := tmpl.Annotations[keys.AnnotationMetricsHash]
 	if (changed || annotated) && current != hash {
 		if tmpl.Annotations == nil {
 			tmpl.Annotations = map[string]string{}
 		}
-		tmpl.Annotations[meta.AnnotationMetricsHash] = hash
+		tmpl.Annotations[keys.AnnotationMetricsHash] = hash
 		changed = true
 	}
 	return changed
 }
 
 func upsertPort(c *corev1.Container, port int) bool {
-	want := corev1.ContainerPort{Name: meta.PortName, ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}
+	want := corev1.ContainerPort{Name: keys.PortName, ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}
 	for i := range c.Ports {
 		p := &c.Ports[i]
-		if p.Name != meta.PortName {
+		if p.Name != keys.PortName {
 			continue
 		}
 		if p.ContainerPort == want.ContainerPort && (p.Protocol == want.Protocol || p.Protocol == "") {
@@ -65,7 +65,7 @@ func upsertPort(c *corev1.Container, port int) bool {
 func upsertSecretVolume(spec *corev1.PodSpec, secret string) bool {
 	for i := range spec.Volumes {
 		v := &spec.Volumes[i]
-		if v.Name != meta.VolumeName {
+		if v.Name != keys.VolumeName {
 			continue
 		}
 		if v.Secret == nil {
@@ -86,7 +86,7 @@ func upsertSecretVolume(spec *corev1.PodSpec, secret string) bool {
 		return changed
 	}
 	spec.Volumes = append(spec.Volumes, corev1.Volume{
-		Name:         meta.VolumeName,
+		Name:         keys.VolumeName,
 		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}},
 	})
 	return true
@@ -95,7 +95,7 @@ func upsertSecretVolume(spec *corev1.PodSpec, secret string) bool {
 func upsertMount(c *corev1.Container, dir string) bool {
 	for i := range c.VolumeMounts {
 		m := &c.VolumeMounts[i]
-		if m.Name != meta.VolumeName {
+		if m.Name != keys.VolumeName {
 			continue
 		}
 		if strings.TrimRight(m.MountPath, "/") == dir && m.ReadOnly {
@@ -104,7 +104,7 @@ func upsertMount(c *corev1.Container, dir string) bool {
 		m.MountPath, m.ReadOnly = dir, true
 		return true
 	}
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: meta.VolumeName, MountPath: dir, ReadOnly: true})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: keys.VolumeName, MountPath: dir, ReadOnly: true})
 	return true
 }
 
@@ -245,16 +245,16 @@ func ConfigMap(cm *corev1.ConfigMap, key string, plan *policy.Plan) (bool, error
 	return true, nil
 }
 
-// ConfigMapLabel marks cm as the config of op (meta.LabelConfigOf), so that the webhook sees
+// ConfigMapLabel marks cm as the config of op (keys.LabelConfigOf), so that the webhook sees
 // its every write. It reports whether it changed anything.
 func ConfigMapLabel(cm *corev1.ConfigMap, op *eck.Operator) bool {
-	if cm.Labels[meta.LabelConfigOf] == op.Name {
+	if cm.Labels[keys.LabelConfigOf] == op.Name {
 		return false
 	}
 	if cm.Labels == nil {
 		cm.Labels = map[string]string{}
 	}
-	cm.Labels[meta.LabelConfigOf] = op.Name
+	cm.Labels[keys.LabelConfigOf] = op.Name
 	return true
 }
 
@@ -262,8 +262,8 @@ func ConfigMapLabel(cm *corev1.ConfigMap, op *eck.Operator) bool {
 // Service.
 func ServiceLabels(op *eck.Operator) map[string]string {
 	return map[string]string{
-		meta.LabelMetricsService: "true",
-		meta.LabelOperator:       op.Name,
+		keys.LabelMetricsService: "true",
+		keys.LabelOperator:       op.Name,
 	}
 }
 
@@ -280,7 +280,7 @@ func IsMetricsService(svc *corev1.Service, op *eck.Operator, plan *policy.Plan) 
 		return false
 	}
 	for _, p := range svc.Spec.Ports {
-		if p.TargetPort == intstr.FromString(meta.PortName) || p.TargetPort == intstr.FromInt32(int32(plan.Port)) {
+		if p.TargetPort == intstr.FromString(keys.PortName) || p.TargetPort == intstr.FromInt32(int32(plan.Port)) {
 			return true
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/patch"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -60,7 +60,7 @@ func TestPodTemplate(t *testing.T) {
 			if len(c.Ports) != 2 || c.Ports[1] != (corev1.ContainerPort{Name: "metrics", ContainerPort: 8081, Protocol: corev1.ProtocolTCP}) {
 				t.Errorf("ports = %+v", c.Ports)
 			}
-			if m := c.VolumeMounts[1]; m.Name != meta.VolumeName || m.MountPath != plan.CertDir || !m.ReadOnly {
+			if m := c.VolumeMounts[1]; m.Name != keys.VolumeName || m.MountPath != plan.CertDir || !m.ReadOnly {
 				t.Errorf("mount = %+v", m)
 			}
 			if v := s.Volumes[1]; v.Secret == nil || v.Secret.SecretName != "metrics-tls" || v.Secret.Optional != nil {
@@ -82,7 +82,7 @@ func TestPodTemplate(t *testing.T) {
 		},
 		"optional secret becomes required": {
 			spec: func(s *corev1.PodSpec) {
-				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptr.To[int32](0o400)}}})
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls", Optional: &yes, DefaultMode: ptr.To[int32](0o400)}}})
 			},
 			check: func(t *testing.T, s *corev1.PodSpec) {
 				v := s.Volumes[1].Secret
@@ -93,7 +93,7 @@ func TestPodTemplate(t *testing.T) {
 		},
 		"user's own volume source is kept": {
 			spec: func(s *corev1.PodSpec) {
-				s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "csi.cert-manager.io"}}})
+				s.Volumes = append(s.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "csi.cert-manager.io"}}})
 			},
 			check: func(t *testing.T, s *corev1.PodSpec) {
 				if v := s.Volumes[1]; v.CSI == nil || v.Secret != nil {
@@ -142,7 +142,7 @@ func TestPodTemplate(t *testing.T) {
 				t.Fatal("no change reported")
 			}
 			tc.check(t, &sts.Spec.Template.Spec)
-			if sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] != p.Hash() {
+			if sts.Spec.Template.Annotations[keys.AnnotationMetricsHash] != p.Hash() {
 				t.Error("the settings hash is not on the pod template")
 			}
 			once := sts.DeepCopy()
@@ -160,13 +160,13 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 	sts, op := operatorSTS(func(s *corev1.PodSpec) {
 		c := &s.Containers[1]
 		c.Ports = append(c.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 8081, Protocol: corev1.ProtocolTCP})
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: meta.VolumeName, MountPath: plan.CertDir + "/", ReadOnly: true})
-		s.Volumes = append(s.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls"}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: keys.VolumeName, MountPath: plan.CertDir + "/", ReadOnly: true})
+		s.Volumes = append(s.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "metrics-tls"}}})
 	})
 	if podTemplate(&sts.Spec.Template, op, plan) {
 		t.Errorf("an already secured template was changed: %+v", sts.Spec.Template)
 	}
-	if _, ok := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]; ok {
+	if _, ok := sts.Spec.Template.Annotations[keys.AnnotationMetricsHash]; ok {
 		t.Error("the hash annotation was added without a change: the pod would restart for nothing")
 	}
 }
@@ -174,10 +174,10 @@ func TestPodTemplateAlreadySecuredIsUntouched(t *testing.T) {
 func TestPodTemplateHashFollowsSettings(t *testing.T) {
 	sts, op := operatorSTS()
 	podTemplate(&sts.Spec.Template, op, plan)
-	first := sts.Spec.Template.Annotations[meta.AnnotationMetricsHash]
+	first := sts.Spec.Template.Annotations[keys.AnnotationMetricsHash]
 	moved := *plan
 	moved.Port = 8082
-	if !podTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[meta.AnnotationMetricsHash] == first {
+	if !podTemplate(&sts.Spec.Template, op, &moved) || sts.Spec.Template.Annotations[keys.AnnotationMetricsHash] == first {
 		t.Error("a new port did not change the pod template hash")
 	}
 }
@@ -229,7 +229,7 @@ func TestService(t *testing.T) {
 		t.Fatal("the metrics Service was not recognised")
 	}
 	before := svc.DeepCopy()
-	if !Service(svc, op) || svc.Labels["keep"] != "me" || svc.Labels[meta.LabelMetricsService] != "true" {
+	if !Service(svc, op) || svc.Labels["keep"] != "me" || svc.Labels[keys.LabelMetricsService] != "true" {
 		t.Errorf("labels = %v", svc.Labels)
 	}
 	if !equality.Semantic.DeepEqual(before.Spec, svc.Spec) {

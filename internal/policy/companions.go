@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // Certificate is the validity of the cert-manager Certificates the guard requests.
@@ -115,38 +115,38 @@ func (p *Plan) companions(d Defaults, a map[string]string) *field.Error {
 	}
 	m := d.Monitor
 	kindFrom := field.NewPath("monitor")
-	if v, ok := a[meta.AnnotationMonitor]; ok {
-		m.Kind, kindFrom = v, annotationPath(meta.AnnotationMonitor)
+	if v, ok := a[keys.AnnotationMonitor]; ok {
+		m.Kind, kindFrom = v, annotationPath(keys.AnnotationMonitor)
 	}
 	if m.Kind == "" || m.Kind == NoMonitor {
 		return nil
 	}
-	if v, ok := a[meta.AnnotationMonitorLabels]; ok {
+	if v, ok := a[keys.AnnotationMonitorLabels]; ok {
 		m.Labels, _ = parsePairs(v)
 	}
-	if v, ok := a[meta.AnnotationMonitorAnnotations]; ok {
+	if v, ok := a[keys.AnnotationMonitorAnnotations]; ok {
 		m.Annotations, _ = parsePairs(v)
 	}
-	if v, ok := a[meta.AnnotationScrapeInterval]; ok {
+	if v, ok := a[keys.AnnotationScrapeInterval]; ok {
 		m.Interval = v
 	}
-	if v, ok := a[meta.AnnotationScrapeTimeout]; ok {
+	if v, ok := a[keys.AnnotationScrapeTimeout]; ok {
 		m.ScrapeTimeout = v
 	}
-	if v, ok := a[meta.AnnotationScrapeTokenSecret]; ok {
+	if v, ok := a[keys.AnnotationScrapeTokenSecret]; ok {
 		m.TokenSecret, m.TokenKey = v, ""
 	}
-	if v, ok := a[meta.AnnotationScrapeTokenKey]; ok {
+	if v, ok := a[keys.AnnotationScrapeTokenKey]; ok {
 		m.TokenKey = v
 	}
 	if m.TokenSecret != "" && m.TokenKey == "" {
 		m.TokenKey = DefaultTokenKey
 	}
 	if m.Kind == PodMonitorKind && m.TokenSecret == "" {
-		return field.Required(kindFrom, fmt.Sprintf("a PodMonitor has no bearerTokenFile: set %s to a Secret with the token of a scraper allowed to get /metrics", meta.AnnotationScrapeTokenSecret))
+		return field.Required(kindFrom, fmt.Sprintf("a PodMonitor has no bearerTokenFile: set %s to a Secret with the token of a scraper allowed to get /metrics", keys.AnnotationScrapeTokenSecret))
 	}
 	if err := checkTimeout(m.Interval, m.ScrapeTimeout); err != "" {
-		return field.Invalid(annotationPath(meta.AnnotationScrapeTimeout), m.ScrapeTimeout, err)
+		return field.Invalid(annotationPath(keys.AnnotationScrapeTimeout), m.ScrapeTimeout, err)
 	}
 	p.Monitor = &m
 	return nil
@@ -204,7 +204,7 @@ func parsePairs(v string) (map[string]string, error) {
 
 // ownKey reports whether a label or annotation key is the guard's: a monitor must keep them.
 func ownKey(k string) bool {
-	return strings.HasPrefix(k, "metrics-guard.eck.dev/") || k == meta.LabelManagedBy
+	return strings.HasPrefix(k, "metrics-guard.eck.dev/") || k == keys.LabelManagedBy
 }
 
 // validateMonitor checks the monitor settings of annotations (where they are set) or of
@@ -212,7 +212,7 @@ func ownKey(k string) bool {
 func validateMonitor(m Monitor, kindSet, labelsSet, annotationsSet, intervalSet, timeoutSet, secretSet, keySet bool, path func(string) *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if kindSet && !slices.Contains(MonitorKinds, m.Kind) {
-		errs = append(errs, field.NotSupported(path(meta.AnnotationMonitor), m.Kind, MonitorKinds))
+		errs = append(errs, field.NotSupported(path(keys.AnnotationMonitor), m.Kind, MonitorKinds))
 	}
 	check := func(key string, set bool, pairs map[string]string, label bool) {
 		if !set {
@@ -232,24 +232,24 @@ func validateMonitor(m Monitor, kindSet, labelsSet, annotationsSet, intervalSet,
 			}
 		}
 	}
-	check(meta.AnnotationMonitorLabels, labelsSet, m.Labels, true)
-	check(meta.AnnotationMonitorAnnotations, annotationsSet, m.Annotations, false)
+	check(keys.AnnotationMonitorLabels, labelsSet, m.Labels, true)
+	check(keys.AnnotationMonitorAnnotations, annotationsSet, m.Annotations, false)
 	for _, d := range []struct {
 		key, v string
 		set    bool
-	}{{meta.AnnotationScrapeInterval, m.Interval, intervalSet}, {meta.AnnotationScrapeTimeout, m.ScrapeTimeout, timeoutSet}} {
+	}{{keys.AnnotationScrapeInterval, m.Interval, intervalSet}, {keys.AnnotationScrapeTimeout, m.ScrapeTimeout, timeoutSet}} {
 		if _, ok := parseDuration(d.v); d.set && !ok {
 			errs = append(errs, field.Invalid(path(d.key), d.v, "must be a Prometheus duration such as 30s, 1m or 1h30m"))
 		}
 	}
 	if secretSet {
 		for _, msg := range validation.IsDNS1123Subdomain(m.TokenSecret) {
-			errs = append(errs, field.Invalid(path(meta.AnnotationScrapeTokenSecret), m.TokenSecret, "must be the name of a Secret: "+msg))
+			errs = append(errs, field.Invalid(path(keys.AnnotationScrapeTokenSecret), m.TokenSecret, "must be the name of a Secret: "+msg))
 		}
 	}
 	if keySet {
 		for _, msg := range validation.IsConfigMapKey(m.TokenKey) {
-			errs = append(errs, field.Invalid(path(meta.AnnotationScrapeTokenKey), m.TokenKey, "must be a Secret key: "+msg))
+			errs = append(errs, field.Invalid(path(keys.AnnotationScrapeTokenKey), m.TokenKey, "must be a Secret key: "+msg))
 		}
 	}
 	return errs
@@ -260,8 +260,8 @@ func validateMonitorAnnotations(a map[string]string) field.ErrorList {
 	var m Monitor
 	var errs field.ErrorList
 	has := func(k string) bool { _, ok := a[k]; return ok }
-	m.Kind = a[meta.AnnotationMonitor]
-	for key, into := range map[string]*map[string]string{meta.AnnotationMonitorLabels: &m.Labels, meta.AnnotationMonitorAnnotations: &m.Annotations} {
+	m.Kind = a[keys.AnnotationMonitor]
+	for key, into := range map[string]*map[string]string{keys.AnnotationMonitorLabels: &m.Labels, keys.AnnotationMonitorAnnotations: &m.Annotations} {
 		if v, ok := a[key]; ok {
 			pairs, err := parsePairs(v)
 			if err != nil {
@@ -271,22 +271,22 @@ func validateMonitorAnnotations(a map[string]string) field.ErrorList {
 			*into = pairs
 		}
 	}
-	m.Interval, m.ScrapeTimeout = a[meta.AnnotationScrapeInterval], a[meta.AnnotationScrapeTimeout]
-	m.TokenSecret, m.TokenKey = a[meta.AnnotationScrapeTokenSecret], a[meta.AnnotationScrapeTokenKey]
-	errs = append(errs, validateMonitor(m, has(meta.AnnotationMonitor), m.Labels != nil, m.Annotations != nil,
-		has(meta.AnnotationScrapeInterval), has(meta.AnnotationScrapeTimeout), has(meta.AnnotationScrapeTokenSecret), has(meta.AnnotationScrapeTokenKey), annotationPath)...)
+	m.Interval, m.ScrapeTimeout = a[keys.AnnotationScrapeInterval], a[keys.AnnotationScrapeTimeout]
+	m.TokenSecret, m.TokenKey = a[keys.AnnotationScrapeTokenSecret], a[keys.AnnotationScrapeTokenKey]
+	errs = append(errs, validateMonitor(m, has(keys.AnnotationMonitor), m.Labels != nil, m.Annotations != nil,
+		has(keys.AnnotationScrapeInterval), has(keys.AnnotationScrapeTimeout), has(keys.AnnotationScrapeTokenSecret), has(keys.AnnotationScrapeTokenKey), annotationPath)...)
 	return errs
 }
 
 // monitorFlags names the flags of the monitor settings, for ValidateDefaults.
 var monitorFlags = map[string]string{
-	meta.AnnotationMonitor:            "--monitor",
-	meta.AnnotationMonitorLabels:      "--monitor-labels",
-	meta.AnnotationMonitorAnnotations: "--monitor-annotations",
-	meta.AnnotationScrapeInterval:     "--scrape-interval",
-	meta.AnnotationScrapeTimeout:      "--scrape-timeout",
-	meta.AnnotationScrapeTokenSecret:  "--scrape-token-secret",
-	meta.AnnotationScrapeTokenKey:     "--scrape-token-key",
+	keys.AnnotationMonitor:            "--monitor",
+	keys.AnnotationMonitorLabels:      "--monitor-labels",
+	keys.AnnotationMonitorAnnotations: "--monitor-annotations",
+	keys.AnnotationScrapeInterval:     "--scrape-interval",
+	keys.AnnotationScrapeTimeout:      "--scrape-timeout",
+	keys.AnnotationScrapeTokenSecret:  "--scrape-token-secret",
+	keys.AnnotationScrapeTokenKey:     "--scrape-token-key",
 }
 
 // validateMonitorFlags checks the monitor settings given as flags.

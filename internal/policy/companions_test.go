@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // The certificate validity and the monitor travel in the plan: the flags, under a securing
@@ -77,18 +77,18 @@ func TestMonitorSettings(t *testing.T) {
 		"policy over flags": {policy: policyMonitor,
 			want: &Monitor{Kind: ServiceMonitorKind, Labels: map[string]string{"release": "platform"}, Interval: "1m", ScrapeTimeout: "20s", TokenSecret: "prom-token", TokenKey: "t"}},
 		"annotations over policy": {policy: policyMonitor, annotations: map[string]string{
-			meta.AnnotationMonitor: PodMonitorKind, meta.AnnotationMonitorLabels: "release=team, tier=ops", meta.AnnotationScrapeInterval: "30s", meta.AnnotationScrapeTokenSecret: "own-token"},
+			keys.AnnotationMonitor: PodMonitorKind, keys.AnnotationMonitorLabels: "release=team, tier=ops", keys.AnnotationScrapeInterval: "30s", keys.AnnotationScrapeTokenSecret: "own-token"},
 			want: &Monitor{Kind: PodMonitorKind, Labels: map[string]string{"release": "team", "tier": "ops"}, Interval: "30s", ScrapeTimeout: "20s", TokenSecret: "own-token", TokenKey: DefaultTokenKey}},
-		"none":                {annotations: map[string]string{meta.AnnotationMonitor: NoMonitor}},
+		"none":                {annotations: map[string]string{keys.AnnotationMonitor: NoMonitor}},
 		"policy says None":    {policy: &v1alpha1.MonitorDefaults{Kind: "None"}},
-		"unknown kind":        {annotations: map[string]string{meta.AnnotationMonitor: "Probe"}, err: `metrics-guard.eck.dev/monitor]: Unsupported value: "Probe": supported values: "ServiceMonitor", "PodMonitor", "none"`},
-		"PodMonitor no token": {annotations: map[string]string{meta.AnnotationMonitor: PodMonitorKind}, err: "a PodMonitor has no bearerTokenFile"},
-		"bad labels":          {annotations: map[string]string{meta.AnnotationMonitorLabels: "release"}, err: `"release" is not key=value`},
-		"bad label value":     {annotations: map[string]string{meta.AnnotationMonitorLabels: "release=a b"}, err: "monitor-labels]: Invalid value: \"release=a b\""},
-		"guard's own label":   {annotations: map[string]string{meta.AnnotationMonitorLabels: "metrics-guard.eck.dev/operator=x"}, err: "is one of the guard's own keys"},
-		"bad interval":        {annotations: map[string]string{meta.AnnotationScrapeInterval: "30 seconds"}, err: "must be a Prometheus duration"},
-		"timeout > interval":  {annotations: map[string]string{meta.AnnotationScrapeTimeout: "2m"}, err: "must not be longer than the scrape interval 1m"},
-		"bad secret":          {annotations: map[string]string{meta.AnnotationScrapeTokenSecret: "Not_A_Name"}, err: "must be the name of a Secret"},
+		"unknown kind":        {annotations: map[string]string{keys.AnnotationMonitor: "Probe"}, err: `metrics-guard.eck.dev/monitor]: Unsupported value: "Probe": supported values: "ServiceMonitor", "PodMonitor", "none"`},
+		"PodMonitor no token": {annotations: map[string]string{keys.AnnotationMonitor: PodMonitorKind}, err: "a PodMonitor has no bearerTokenFile"},
+		"bad labels":          {annotations: map[string]string{keys.AnnotationMonitorLabels: "release"}, err: `"release" is not key=value`},
+		"bad label value":     {annotations: map[string]string{keys.AnnotationMonitorLabels: "release=a b"}, err: "monitor-labels]: Invalid value: \"release=a b\""},
+		"guard's own label":   {annotations: map[string]string{keys.AnnotationMonitorLabels: "metrics-guard.eck.dev/operator=x"}, err: "is one of the guard's own keys"},
+		"bad interval":        {annotations: map[string]string{keys.AnnotationScrapeInterval: "30 seconds"}, err: "must be a Prometheus duration"},
+		"timeout > interval":  {annotations: map[string]string{keys.AnnotationScrapeTimeout: "2m"}, err: "must not be longer than the scrape interval 1m"},
+		"bad secret":          {annotations: map[string]string{keys.AnnotationScrapeTokenSecret: "Not_A_Name"}, err: "must be the name of a Secret"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

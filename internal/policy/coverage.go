@@ -14,7 +14,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // Coverage is the MetricsSecurityPolicy that governs an operator's namespace: of the policies
@@ -95,8 +95,8 @@ func stronger(a, b *v1alpha1.MetricsSecurityPolicy) bool {
 
 // Excluded reports whether the guard stays out of a namespace.
 func Excluded(namespace string, namespaceLabels map[string]string) bool {
-	_, excluded := namespaceLabels[meta.LabelExclude]
-	return excluded || namespace == meta.SystemNamespace
+	_, excluded := namespaceLabels[keys.LabelExclude]
+	return excluded || namespace == keys.SystemNamespace
 }
 
 // ModeOf is a policy's mode; the API server defaults it to Audit, and so does this.
@@ -209,7 +209,7 @@ func optOutForbidden(in Input, holder string) *field.Error {
 	if holder == "workload" && in.Operator != nil {
 		holder = in.Operator.Kind
 	}
-	return field.Forbidden(annotationPath(meta.AnnotationSecure),
+	return field.Forbidden(annotationPath(keys.AnnotationSecure),
 		fmt.Sprintf("%s enforces secure metrics in namespace %s: the %s may not opt out with \"false\"", in.Coverage, in.namespace(), holder))
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 func msp(name string, mode v1alpha1.Mode, matchLabels map[string]string) v1alpha1.MetricsSecurityPolicy {
@@ -45,7 +45,7 @@ func TestCover(t *testing.T) {
 		"invalid selector selects nothing": {policies: []v1alpha1.MetricsSecurityPolicy{badSelector, msp("ok", v1alpha1.ModeAudit, nil)}, labels: prod, want: "ok/Audit"},
 		"no selector selects nothing":      {policies: []v1alpha1.MetricsSecurityPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "none"}, Spec: v1alpha1.MetricsSecurityPolicySpec{Mode: v1alpha1.ModeEnforce}}}, want: ""},
 		"kube-system is never covered":     {policies: []v1alpha1.MetricsSecurityPolicy{msp("all", v1alpha1.ModeEnforce, nil)}, namespace: "kube-system", want: ""},
-		"excluded namespace":               {policies: []v1alpha1.MetricsSecurityPolicy{msp("all", v1alpha1.ModeEnforce, nil)}, labels: map[string]string{meta.LabelExclude: ""}, want: ""},
+		"excluded namespace":               {policies: []v1alpha1.MetricsSecurityPolicy{msp("all", v1alpha1.ModeEnforce, nil)}, labels: map[string]string{keys.LabelExclude: ""}, want: ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -69,7 +69,7 @@ func coverage(mode v1alpha1.Mode) *Coverage {
 }
 
 func TestDecideUnderPolicy(t *testing.T) {
-	optOut := map[string]string{meta.AnnotationSecure: "false"}
+	optOut := map[string]string{keys.AnnotationSecure: "false"}
 	tests := map[string]struct {
 		mode      v1alpha1.Mode
 		workload  map[string]string
@@ -150,7 +150,7 @@ func TestPolicyDefaults(t *testing.T) {
 	}
 
 	// The operator's own annotations still choose over the policy.
-	in.WorkloadAnnotations = map[string]string{meta.AnnotationMetricsPort: "8090", meta.AnnotationIssuer: "own", meta.AnnotationIssuerKind: IssuerKind}
+	in.WorkloadAnnotations = map[string]string{keys.AnnotationMetricsPort: "8090", keys.AnnotationIssuer: "own", keys.AnnotationIssuerKind: IssuerKind}
 	d = Decide(in)
 	if d.Plan == nil || d.Plan.Port != 8090 || *d.Plan.Issuer != (IssuerRef{Name: "own", Kind: IssuerKind}) {
 		t.Errorf("annotations did not win over the policy: %+v", d.Plan)
@@ -229,16 +229,16 @@ func TestOwnSecretKeepsItsCertificate(t *testing.T) {
 		wantIssuer  string
 	}{
 		"nothing of its own":           {wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: "platform-ca"},
-		"tls-secret annotation":        {annotations: map[string]string{meta.AnnotationTLSSecret: "mine"}, wantSecret: "mine"},
+		"tls-secret annotation":        {annotations: map[string]string{keys.AnnotationTLSSecret: "mine"}, wantSecret: "mine"},
 		"volume of its own":            {volume: "mine", wantSecret: "mine"},
 		"volume the guard made":        {volume: "elastic-operator-metrics-guard-tls", wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: "platform-ca"},
-		"tls-secret and issuer chosen": {annotations: map[string]string{meta.AnnotationTLSSecret: "mine", meta.AnnotationIssuer: "team-ca"}, wantSecret: "mine", wantIssuer: "team-ca"},
+		"tls-secret and issuer chosen": {annotations: map[string]string{keys.AnnotationTLSSecret: "mine", keys.AnnotationIssuer: "team-ca"}, wantSecret: "mine", wantIssuer: "team-ca"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			op, tmpl := operator()
 			if tc.volume != "" {
-				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: tc.volume}}})
+				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: tc.volume}}})
 			}
 			for _, defaults := range []struct {
 				name     string
@@ -267,7 +267,7 @@ func TestOwnSecretKeepsItsCertificate(t *testing.T) {
 // metrics-port key is never rewritten because a policy covers its namespace.
 func TestPolicyLeavesUnownedConfigMapsAlone(t *testing.T) {
 	mutating := &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}
-	app := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "apps", Annotations: map[string]string{meta.AnnotationSecure: "false"}},
+	app := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "apps", Annotations: map[string]string{keys.AnnotationSecure: "false"}},
 		Data: map[string]string{"config.yaml": "listen: :8080\nmetrics-port: 9090\n"}}
 	d := Decide(Input{ConfigMap: app, ConfigKey: "config.yaml", Coverage: mutating, Admitting: HolderConfigMap})
 	if d.Guarded || d.Plan != nil || len(d.Denied) > 0 {
@@ -285,7 +285,7 @@ func TestPolicyLeavesUnownedConfigMapsAlone(t *testing.T) {
 func TestViolationsOnOtherObjectsWarn(t *testing.T) {
 	op, tmpl := operator()
 	cm := config("metrics-port: 0\n")
-	cm.Annotations = map[string]string{meta.AnnotationSecure: "false"}
+	cm.Annotations = map[string]string{keys.AnnotationSecure: "false"}
 	in := Input{Operator: op, Template: tmpl, ConfigMap: cm, Coverage: &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}}
 	in.Admitting = HolderWorkload
 	d := Decide(in)
@@ -312,7 +312,7 @@ func TestNothingEnforcedOnUnsupportedOperators(t *testing.T) {
 	if !ok {
 		t.Fatal("2.14.0 operator not recognised")
 	}
-	d := Decide(Input{Operator: old, Template: tmpl, ConfigMap: config(""), WorkloadAnnotations: map[string]string{meta.AnnotationSecure: "false"},
+	d := Decide(Input{Operator: old, Template: tmpl, ConfigMap: config(""), WorkloadAnnotations: map[string]string{keys.AnnotationSecure: "false"},
 		Coverage: &Coverage{Policy: "platform", Mode: v1alpha1.ModeEnforce}, Admitting: HolderWorkload})
 	if len(d.Denied) > 0 || d.Plan != nil {
 		t.Errorf("denied %v, plan %v", d.Denied, d.Plan != nil)
@@ -329,7 +329,7 @@ func TestFlagSecretStaysAFixedPoint(t *testing.T) {
 	if first.Plan == nil || first.Plan.SecretName != "x" || first.Plan.Issuer == nil {
 		t.Fatalf("first pass: %+v", first.Plan)
 	}
-	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "x"}}})
+	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "x"}}})
 	second := Decide(Input{Operator: op, Template: tmpl, ConfigMap: config(""), NamespaceAnnotations: secureTrue, Defaults: flags})
 	if second.Plan == nil || second.Plan.SecretName != "x" || second.Plan.Issuer == nil || second.Plan.Issuer.Name != "y" {
 		t.Errorf("second pass lost the Certificate: %+v", second.Plan)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // Entitled reports whether the guard may create, for an operator it secures, the objects
@@ -20,7 +20,7 @@ import (
 // operator's own objects, and the message says what the namespace's owner must do for the
 // rest. Entitled says nothing about whether the operator is guarded at all (Decide does).
 func Entitled(in Input) (bool, string) {
-	if in.NamespaceAnnotations[meta.AnnotationSecure] == "true" {
+	if in.NamespaceAnnotations[keys.AnnotationSecure] == "true" {
 		return true, ""
 	}
 	if c := in.Coverage; c != nil && c.Mode.Strength() >= v1alpha1.ModeMutate.Strength() {
@@ -33,5 +33,5 @@ func Entitled(in Input) (bool, string) {
 	return false, fmt.Sprintf("opted in by the workload alone, which secures the operator's own objects only: "+
 		"for the metrics Service, the Certificate, the ServiceMonitor and the system:auth-delegator binding "+
 		"(without which every scrape fails), the owner of %s must annotate it %s=true, "+
-		"or a MetricsSecurityPolicy in Mutate or Enforce mode must cover it", ns, meta.AnnotationSecure)
+		"or a MetricsSecurityPolicy in Mutate or Enforce mode must cover it", ns, keys.AnnotationSecure)
 }

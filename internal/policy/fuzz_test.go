@@ -16,7 +16,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -192,7 +192,7 @@ func checkPlan(t *testing.T, in policy.Input, p *policy.Plan) {
 	}
 	for i, c := range in.Template.Spec.Containers {
 		for _, cp := range c.Ports {
-			if i == in.Operator.ContainerIndex && cp.Name == meta.PortName {
+			if i == in.Operator.ContainerIndex && cp.Name == keys.PortName {
 				continue
 			}
 			if int(cp.ContainerPort) == p.Port || int(cp.HostPort) == p.Port {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // Ports the operator may serve metrics on. The operator runs as non-root, so it cannot
@@ -65,7 +65,7 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 	// not have cert-manager overwrite it. Only an issuer annotation next to it asks for a
 	// Certificate into it.
 	own := plan.SecretName != "" && plan.SecretName != SecretName(operatorName(in)) && plan.SecretName != in.Defaults.TLSSecret
-	if v, ok := annotations[meta.AnnotationTLSSecret]; ok {
+	if v, ok := annotations[keys.AnnotationTLSSecret]; ok {
 		plan.SecretName, own = v, true
 	} else if plan.SecretName == "" {
 		plan.SecretName = in.Defaults.TLSSecret
@@ -74,8 +74,8 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 	if own {
 		issuer, kind, group = "", "", ""
 	}
-	if v, ok := annotations[meta.AnnotationIssuer]; ok {
-		issuer, kind, group = v, annotations[meta.AnnotationIssuerKind], ""
+	if v, ok := annotations[keys.AnnotationIssuer]; ok {
+		issuer, kind, group = v, annotations[keys.AnnotationIssuerKind], ""
 	}
 	if issuer != "" {
 		if kind == "" {
@@ -105,9 +105,9 @@ func operatorName(in Input) string {
 // eck.yaml already sets; else the first free port of PortSequence.
 func choosePort(in Input, annotations map[string]string, cfg *eckconfig.Config, used map[int]string) (int, *field.Error) {
 	requested, where := in.Defaults.Port, field.NewPath("metrics-port")
-	if v, ok := annotations[meta.AnnotationMetricsPort]; ok {
+	if v, ok := annotations[keys.AnnotationMetricsPort]; ok {
 		requested, _ = parsePort(v)
-		where = annotationPath(meta.AnnotationMetricsPort)
+		where = annotationPath(keys.AnnotationMetricsPort)
 	}
 	if requested != 0 {
 		if what, taken := used[requested]; taken {
@@ -127,7 +127,7 @@ func choosePort(in Input, annotations map[string]string, cfg *eckconfig.Config, 
 			return p, nil
 		}
 	}
-	return 0, field.Invalid(where, 0, fmt.Sprintf("every port from %d to %d is in use: set %s", PortSequence[0], PortSequence[len(PortSequence)-1], meta.AnnotationMetricsPort))
+	return 0, field.Invalid(where, 0, fmt.Sprintf("every port from %d to %d is in use: set %s", PortSequence[0], PortSequence[len(PortSequence)-1], keys.AnnotationMetricsPort))
 }
 
 func parsePort(v string) (int, error) {
@@ -146,7 +146,7 @@ func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList
 	if in.Template != nil {
 		for i, c := range in.Template.Spec.Containers {
 			for _, p := range c.Ports {
-				if in.Operator != nil && i == in.Operator.ContainerIndex && p.Name == meta.PortName {
+				if in.Operator != nil && i == in.Operator.ContainerIndex && p.Name == keys.PortName {
 					continue
 				}
 				what := fmt.Sprintf("container %q port %q", c.Name, p.Name)
@@ -193,7 +193,7 @@ func usedPorts(in Input, cfg *eckconfig.Config) (map[int]string, field.ErrorList
 // certDir: the annotation, else where the TLS volume is already mounted, else eck.yaml's
 // metrics-cert-dir, else the flag, else ECK's default.
 func certDir(in Input, annotations map[string]string, cfg *eckconfig.Config) string {
-	if v, ok := annotations[meta.AnnotationCertDir]; ok {
+	if v, ok := annotations[keys.AnnotationCertDir]; ok {
 		return v
 	}
 	if m := tlsMount(in); m != nil {
@@ -219,8 +219,8 @@ func certDirClash(in Input, annotations map[string]string, dir string) *field.Er
 		return nil
 	}
 	where := field.NewPath("cert-dir")
-	if _, ok := annotations[meta.AnnotationCertDir]; ok {
-		where = annotationPath(meta.AnnotationCertDir)
+	if _, ok := annotations[keys.AnnotationCertDir]; ok {
+		where = annotationPath(keys.AnnotationCertDir)
 	}
 	kinds := map[string]string{}
 	for _, v := range in.Template.Spec.Volumes {
@@ -237,7 +237,7 @@ func certDirClash(in Input, annotations map[string]string, dir string) *field.Er
 	}
 	c := &in.Template.Spec.Containers[in.Operator.ContainerIndex]
 	for _, m := range c.VolumeMounts {
-		if m.Name == meta.VolumeName {
+		if m.Name == keys.VolumeName {
 			continue
 		}
 		mp := path.Clean(m.MountPath)
@@ -262,7 +262,7 @@ func tlsMount(in Input) *corev1.VolumeMount {
 		return nil
 	}
 	c := &in.Template.Spec.Containers[in.Operator.ContainerIndex]
-	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == meta.VolumeName })
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == keys.VolumeName })
 	if i < 0 {
 		return nil
 	}
@@ -276,7 +276,7 @@ func existingSecret(in Input) string {
 		return ""
 	}
 	for _, v := range in.Template.Spec.Volumes {
-		if v.Name == meta.VolumeName && v.Secret != nil {
+		if v.Name == keys.VolumeName && v.Secret != nil {
 			return v.Secret.SecretName
 		}
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // DefaultMetricsHost is written when eck.yaml sets no metrics-host.
@@ -231,7 +231,7 @@ func Decide(in Input) Decision {
 	case guarded:
 	case optedOut != "" && in.Enforced():
 		if optedOut == "namespace" {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, meta.AnnotationSecure, in.namespace()))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s overrides %s: \"false\" on namespace %s", in.Coverage, keys.AnnotationSecure, in.namespace()))
 		}
 		guarded = true
 	case optedOut == "" && in.secures():
@@ -300,7 +300,7 @@ func Decide(in Input) Decision {
 		}
 	}
 	if plan.SecretName == "" {
-		d.Warnings = append(d.Warnings, fmt.Sprintf("no certificate source: set %s or %s; until then the operator serves metrics with a self-signed certificate that scrapers cannot verify", meta.AnnotationTLSSecret, meta.AnnotationIssuer))
+		d.Warnings = append(d.Warnings, fmt.Sprintf("no certificate source: set %s or %s; until then the operator serves metrics with a self-signed certificate that scrapers cannot verify", keys.AnnotationTLSSecret, keys.AnnotationIssuer))
 	}
 	d.Plan = plan
 	return d
@@ -390,7 +390,7 @@ func optedIn(in Input) (guarded bool, optedOut, why string, err *field.Error) {
 		cm = in.ConfigMap.Annotations
 	}
 	for i, a := range []map[string]string{in.WorkloadAnnotations, cm, in.NamespaceAnnotations} {
-		v, ok := a[meta.AnnotationSecure]
+		v, ok := a[keys.AnnotationSecure]
 		if !ok {
 			continue
 		}
@@ -399,14 +399,14 @@ func optedIn(in Input) (guarded bool, optedOut, why string, err *field.Error) {
 		case "true":
 			return true, "", "", nil
 		case "false":
-			return false, holder, fmt.Sprintf("opted out: the %s has %s: \"false\"", holder, meta.AnnotationSecure), nil
+			return false, holder, fmt.Sprintf("opted out: the %s has %s: \"false\"", holder, keys.AnnotationSecure), nil
 		}
-		return false, "", "", field.NotSupported(annotationPath(meta.AnnotationSecure), v, []string{"true", "false"})
+		return false, "", "", field.NotSupported(annotationPath(keys.AnnotationSecure), v, []string{"true", "false"})
 	}
 	if in.Coverage != nil && !in.secures() {
-		return false, "", fmt.Sprintf("not opted in: %s only audits, and neither the object nor its namespace has %s: \"true\"", in.Coverage, meta.AnnotationSecure), nil
+		return false, "", fmt.Sprintf("not opted in: %s only audits, and neither the object nor its namespace has %s: \"true\"", in.Coverage, keys.AnnotationSecure), nil
 	}
-	return false, "", "not opted in: neither the object nor its namespace has " + meta.AnnotationSecure + `: "true"`, nil
+	return false, "", "not opted in: neither the object nor its namespace has " + keys.AnnotationSecure + `: "true"`, nil
 }
 
 func annotationPath(key string) *field.Path {
@@ -415,28 +415,28 @@ func annotationPath(key string) *field.Path {
 
 func validateAnnotations(a map[string]string) field.ErrorList {
 	var errs field.ErrorList
-	if v, ok := a[meta.AnnotationMetricsPort]; ok {
+	if v, ok := a[keys.AnnotationMetricsPort]; ok {
 		if _, err := parsePort(v); err != nil {
-			errs = append(errs, field.Invalid(annotationPath(meta.AnnotationMetricsPort), v, err.Error()))
+			errs = append(errs, field.Invalid(annotationPath(keys.AnnotationMetricsPort), v, err.Error()))
 		}
 	}
-	for _, key := range []string{meta.AnnotationTLSSecret, meta.AnnotationIssuer} {
+	for _, key := range []string{keys.AnnotationTLSSecret, keys.AnnotationIssuer} {
 		if v, ok := a[key]; ok {
 			for _, msg := range validation.IsDNS1123Subdomain(v) {
-				errs = append(errs, field.Invalid(annotationPath(key), v, "must be the name of a "+map[string]string{meta.AnnotationTLSSecret: "Secret", meta.AnnotationIssuer: "cert-manager issuer"}[key]+": "+msg))
+				errs = append(errs, field.Invalid(annotationPath(key), v, "must be the name of a "+map[string]string{keys.AnnotationTLSSecret: "Secret", keys.AnnotationIssuer: "cert-manager issuer"}[key]+": "+msg))
 			}
 		}
 	}
-	if v, ok := a[meta.AnnotationIssuerKind]; ok {
+	if v, ok := a[keys.AnnotationIssuerKind]; ok {
 		if v != IssuerKind && v != ClusterIssuerKind {
-			errs = append(errs, field.NotSupported(annotationPath(meta.AnnotationIssuerKind), v, []string{IssuerKind, ClusterIssuerKind}))
-		} else if _, ok := a[meta.AnnotationIssuer]; !ok {
-			errs = append(errs, field.Required(annotationPath(meta.AnnotationIssuer), meta.AnnotationIssuerKind+" needs "+meta.AnnotationIssuer))
+			errs = append(errs, field.NotSupported(annotationPath(keys.AnnotationIssuerKind), v, []string{IssuerKind, ClusterIssuerKind}))
+		} else if _, ok := a[keys.AnnotationIssuer]; !ok {
+			errs = append(errs, field.Required(annotationPath(keys.AnnotationIssuer), keys.AnnotationIssuerKind+" needs "+keys.AnnotationIssuer))
 		}
 	}
-	if v, ok := a[meta.AnnotationCertDir]; ok {
+	if v, ok := a[keys.AnnotationCertDir]; ok {
 		if err := validateCertDir(v); err != nil {
-			errs = append(errs, field.Invalid(annotationPath(meta.AnnotationCertDir), v, err.Error()))
+			errs = append(errs, field.Invalid(annotationPath(keys.AnnotationCertDir), v, err.Error()))
 		}
 	}
 	return append(errs, validateMonitorAnnotations(a)...)

@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // operator returns an ECK 3.5.0 operator StatefulSet with extra container ports.
@@ -44,7 +44,7 @@ func config(eckYAML string) *corev1.ConfigMap {
 	}
 }
 
-var secureTrue = map[string]string{meta.AnnotationSecure: "true"}
+var secureTrue = map[string]string{keys.AnnotationSecure: "true"}
 
 func TestPortChoice(t *testing.T) {
 	tests := map[string]struct {
@@ -64,19 +64,19 @@ func TestPortChoice(t *testing.T) {
 		"existing metrics-port kept":    {eckYAML: "metrics-port: 9090\n", want: 9090},
 		"existing metrics-port string":  {eckYAML: "metrics-port: \"9090\"\n", want: 9090},
 		"existing metrics-port clashes": {eckYAML: "metrics-port: 9443\n", want: 8081},
-		"annotation":                    {annotations: map[string]string{meta.AnnotationMetricsPort: "9100"}, want: 9100},
+		"annotation":                    {annotations: map[string]string{keys.AnnotationMetricsPort: "9100"}, want: 9100},
 		"annotation clashes with webhook-port": {
-			eckYAML: "webhook-port: 9100\n", annotations: map[string]string{meta.AnnotationMetricsPort: "9100"},
+			eckYAML: "webhook-port: 9100\n", annotations: map[string]string{keys.AnnotationMetricsPort: "9100"},
 			wantErr: `metadata.annotations[metrics-guard.eck.dev/metrics-port]: Invalid value: 9100: port 9100 is already used by eck.yaml webhook-port: 9100`,
 		},
 		"annotation clashes with a container port": {
 			ports: []corev1.ContainerPort{{Name: "https-webhook", ContainerPort: 9443}}, eckYAML: "webhook-port: 9000\n",
-			annotations: map[string]string{meta.AnnotationMetricsPort: "9443"},
+			annotations: map[string]string{keys.AnnotationMetricsPort: "9443"},
 			wantErr:     `already used by container "manager" port "https-webhook"`,
 		},
-		"annotation default webhook port": {annotations: map[string]string{meta.AnnotationMetricsPort: "9443"}, wantErr: "ECK's default webhook-port"},
-		"annotation below 1024":           {annotations: map[string]string{meta.AnnotationMetricsPort: "80"}, wantErr: "must be a port number from 1024 to 65535"},
-		"annotation not a number":         {annotations: map[string]string{meta.AnnotationMetricsPort: "metrics"}, wantErr: "must be a port number from 1024 to 65535"},
+		"annotation default webhook port": {annotations: map[string]string{keys.AnnotationMetricsPort: "9443"}, wantErr: "ECK's default webhook-port"},
+		"annotation below 1024":           {annotations: map[string]string{keys.AnnotationMetricsPort: "80"}, wantErr: "must be a port number from 1024 to 65535"},
+		"annotation not a number":         {annotations: map[string]string{keys.AnnotationMetricsPort: "metrics"}, wantErr: "must be a port number from 1024 to 65535"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -112,12 +112,12 @@ func TestOptIn(t *testing.T) {
 		"namespace":                    {namespace: secureTrue, wantGuarded: true},
 		"workload":                     {workload: secureTrue, wantGuarded: true},
 		"configmap":                    {configMap: secureTrue, wantGuarded: true},
-		"workload opts out":            {namespace: secureTrue, workload: map[string]string{meta.AnnotationSecure: "false"}},
-		"configmap opts out":           {namespace: secureTrue, configMap: map[string]string{meta.AnnotationSecure: "false"}},
-		"workload wins over configmap": {configMap: map[string]string{meta.AnnotationSecure: "false"}, workload: secureTrue, wantGuarded: true},
-		"invalid value": {workload: map[string]string{meta.AnnotationSecure: "yes"},
+		"workload opts out":            {namespace: secureTrue, workload: map[string]string{keys.AnnotationSecure: "false"}},
+		"configmap opts out":           {namespace: secureTrue, configMap: map[string]string{keys.AnnotationSecure: "false"}},
+		"workload wins over configmap": {configMap: map[string]string{keys.AnnotationSecure: "false"}, workload: secureTrue, wantGuarded: true},
+		"invalid value": {workload: map[string]string{keys.AnnotationSecure: "yes"},
 			wantErr: `metadata.annotations[metrics-guard.eck.dev/secure]: Unsupported value: "yes": supported values: "true", "false"`},
-		"invalid value on namespace": {namespace: map[string]string{meta.AnnotationSecure: "TRUE"}, wantErr: `Unsupported value: "TRUE"`},
+		"invalid value on namespace": {namespace: map[string]string{keys.AnnotationSecure: "TRUE"}, wantErr: `Unsupported value: "TRUE"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -153,23 +153,23 @@ func TestCertificateSource(t *testing.T) {
 		wantErr     string
 	}{
 		"none: self-signed, with a warning": {wantCertDir: "/tmp/k8s-metrics-server/serving-certs", wantWarning: "self-signed"},
-		"own secret":                        {annotations: map[string]string{meta.AnnotationTLSSecret: "my-tls"}, wantSecret: "my-tls", wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
-		"issuer":                            {annotations: map[string]string{meta.AnnotationIssuer: "ca"}, wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: &IssuerRef{Name: "ca", Kind: "Issuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
-		"cluster issuer and secret":         {annotations: map[string]string{meta.AnnotationIssuer: "ca", meta.AnnotationIssuerKind: "ClusterIssuer", meta.AnnotationTLSSecret: "s"}, wantSecret: "s", wantIssuer: &IssuerRef{Name: "ca", Kind: "ClusterIssuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
+		"own secret":                        {annotations: map[string]string{keys.AnnotationTLSSecret: "my-tls"}, wantSecret: "my-tls", wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
+		"issuer":                            {annotations: map[string]string{keys.AnnotationIssuer: "ca"}, wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: &IssuerRef{Name: "ca", Kind: "Issuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
+		"cluster issuer and secret":         {annotations: map[string]string{keys.AnnotationIssuer: "ca", keys.AnnotationIssuerKind: "ClusterIssuer", keys.AnnotationTLSSecret: "s"}, wantSecret: "s", wantIssuer: &IssuerRef{Name: "ca", Kind: "ClusterIssuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
 		"default issuer from flags":         {defaults: Defaults{Issuer: "platform", IssuerKind: "ClusterIssuer"}, wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: &IssuerRef{Name: "platform", Kind: "ClusterIssuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
-		"annotation beats default issuer":   {defaults: Defaults{Issuer: "platform"}, annotations: map[string]string{meta.AnnotationIssuer: "team"}, wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: &IssuerRef{Name: "team", Kind: "Issuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
+		"annotation beats default issuer":   {defaults: Defaults{Issuer: "platform"}, annotations: map[string]string{keys.AnnotationIssuer: "team"}, wantSecret: "elastic-operator-metrics-guard-tls", wantIssuer: &IssuerRef{Name: "team", Kind: "Issuer"}, wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
 		"existing volume is kept":           {withVolume: "chart-tls", wantSecret: "chart-tls", wantCertDir: "/tmp/k8s-metrics-server/serving-certs"},
-		"cert dir":                          {annotations: map[string]string{meta.AnnotationTLSSecret: "s", meta.AnnotationCertDir: "/certs"}, wantSecret: "s", wantCertDir: "/certs"},
-		"cert dir relative":                 {annotations: map[string]string{meta.AnnotationCertDir: "certs"}, wantErr: "metrics-guard.eck.dev/cert-dir]: Invalid value: \"certs\": must be a clean absolute path"},
-		"issuer kind without issuer":        {annotations: map[string]string{meta.AnnotationIssuerKind: "Issuer"}, wantErr: "metrics-guard.eck.dev/issuer]: Required value"},
-		"issuer kind unknown":               {annotations: map[string]string{meta.AnnotationIssuer: "ca", meta.AnnotationIssuerKind: "issuer"}, wantErr: `Unsupported value: "issuer": supported values: "Issuer", "ClusterIssuer"`},
-		"secret name invalid":               {annotations: map[string]string{meta.AnnotationTLSSecret: "My_TLS"}, wantErr: "metrics-guard.eck.dev/tls-secret]: Invalid value: \"My_TLS\": must be the name of a Secret"},
+		"cert dir":                          {annotations: map[string]string{keys.AnnotationTLSSecret: "s", keys.AnnotationCertDir: "/certs"}, wantSecret: "s", wantCertDir: "/certs"},
+		"cert dir relative":                 {annotations: map[string]string{keys.AnnotationCertDir: "certs"}, wantErr: "metrics-guard.eck.dev/cert-dir]: Invalid value: \"certs\": must be a clean absolute path"},
+		"issuer kind without issuer":        {annotations: map[string]string{keys.AnnotationIssuerKind: "Issuer"}, wantErr: "metrics-guard.eck.dev/issuer]: Required value"},
+		"issuer kind unknown":               {annotations: map[string]string{keys.AnnotationIssuer: "ca", keys.AnnotationIssuerKind: "issuer"}, wantErr: `Unsupported value: "issuer": supported values: "Issuer", "ClusterIssuer"`},
+		"secret name invalid":               {annotations: map[string]string{keys.AnnotationTLSSecret: "My_TLS"}, wantErr: "metrics-guard.eck.dev/tls-secret]: Invalid value: \"My_TLS\": must be the name of a Secret"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			op, tmpl := operator()
 			if tc.withVolume != "" {
-				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: tc.withVolume}}})
+				tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: tc.withVolume}}})
 			}
 			d := Decide(Input{NamespaceAnnotations: secureTrue, Operator: op, Template: tmpl, WorkloadAnnotations: tc.annotations, Defaults: tc.defaults})
 			if tc.wantErr != "" {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
 )
@@ -197,7 +197,7 @@ func checkInvariants(t *testing.T, name string, input, out []byte) {
 	}
 	for _, w := range after.workloads() {
 		op, ok := w.operator()
-		if !ok || w.template().Annotations[meta.AnnotationMetricsHash] == "" && !bytes.Contains(w.raw, []byte("name: tls-certificate")) {
+		if !ok || w.template().Annotations[keys.AnnotationMetricsHash] == "" && !bytes.Contains(w.raw, []byte("name: tls-certificate")) {
 			continue // not secured: nothing to check
 		}
 		checkEndState(t, after, w, op)
@@ -261,7 +261,7 @@ func checkSecured(t *testing.T, input, out []byte) {
 	before, after := parse(t, input), parse(t, out)
 	var secured []*eck.Operator
 	for _, w := range after.workloads() {
-		if op, ok := w.operator(); ok && w.template().Annotations[meta.AnnotationMetricsHash] != "" {
+		if op, ok := w.operator(); ok && w.template().Annotations[keys.AnnotationMetricsHash] != "" {
 			secured = append(secured, op)
 		}
 	}
@@ -279,7 +279,7 @@ func checkSecured(t *testing.T, input, out []byte) {
 		switch {
 		case d.typeMeta.Kind == "ConfigMap" && d.meta.Name == op.ConfigMapName,
 			d.typeMeta.Kind == op.Kind && d.meta.Name == op.Name,
-			d.typeMeta.Kind == "Service" && after.docs[i].obj.(metav1.Object).GetLabels()[meta.LabelMetricsService] == "true":
+			d.typeMeta.Kind == "Service" && after.docs[i].obj.(metav1.Object).GetLabels()[keys.LabelMetricsService] == "true":
 			continue
 		}
 		if !bytes.Equal(d.raw, after.docs[i].raw) {

@@ -18,7 +18,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/mutate"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
@@ -229,7 +229,7 @@ func (s *stream) existing(namespace string) engine.Existing {
 			}
 		case policy.ServiceMonitorKind, policy.PodMonitorKind:
 			var m monitor
-			if d.meta.Namespace != namespace || d.meta.Labels[meta.LabelManagedBy] == meta.ManagedByValue || !d.decodeOnce(&m) {
+			if d.meta.Namespace != namespace || d.meta.Labels[keys.LabelManagedBy] == keys.ManagedByValue || !d.decodeOnce(&m) {
 				continue
 			}
 			if d.typeMeta.Kind == policy.PodMonitorKind {
@@ -257,7 +257,7 @@ var _ cluster.Lookup = (*stream)(nil)
 // no labels), and the policies cover it as they would in a cluster.
 func (s *stream) Namespace(_ context.Context, name string) (cluster.Namespace, error) {
 	if s.policies == nil {
-		return cluster.Namespace{Annotations: map[string]string{meta.AnnotationSecure: "true"}}, nil
+		return cluster.Namespace{Annotations: map[string]string{keys.AnnotationSecure: "true"}}, nil
 	}
 	var n cluster.Namespace
 	var labels map[string]string

@@ -20,7 +20,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/render"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
@@ -150,7 +150,7 @@ func checkFrontDoorsAgree(t *testing.T, name string, input, golden []byte, seen 
 		t.Fatalf("inject wrote %d documents for %d", len(out), len(in))
 	}
 	for _, c := range out[len(in):] {
-		if !companionKinds[c.Kind] || c.labels()[meta.LabelManagedBy] != meta.ManagedByValue {
+		if !companionKinds[c.Kind] || c.labels()[keys.LabelManagedBy] != keys.ManagedByValue {
 			t.Errorf("inject appended %s %s/%s: not a companion of the guard's", c.Kind, c.Namespace, c.Name)
 		}
 	}
@@ -233,7 +233,7 @@ func newFakeCluster(docs []*document, seen bool) *fakeCluster {
 	c.h = &Handler{Lookup: c.lookup, Defaults: frontDoorOptions.Defaults}
 	for _, d := range docs {
 		if d.gvk() != nil {
-			c.lookup.namespaces[d.Namespace] = map[string]string{meta.AnnotationSecure: "true"}
+			c.lookup.namespaces[d.Namespace] = map[string]string{keys.AnnotationSecure: "true"}
 			if seen {
 				c.store(d, d.json)
 			}
@@ -447,7 +447,7 @@ func withoutConfigOf(t *testing.T, in *document) *document {
 	}
 	if m, ok := obj["metadata"].(map[string]any); ok {
 		if labels, ok := m["labels"].(map[string]any); ok {
-			delete(labels, meta.LabelConfigOf)
+			delete(labels, keys.LabelConfigOf)
 			if len(labels) == 0 {
 				delete(m, "labels")
 			}

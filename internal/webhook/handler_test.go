@@ -22,7 +22,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 )
 
@@ -83,7 +83,7 @@ func request(kind metav1.GroupVersionKind, namespace, raw string) admission.Requ
 }
 
 func optedIn() *fakeLookup {
-	return &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {meta.AnnotationSecure: "true"}}}
+	return &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {keys.AnnotationSecure: "true"}}}
 }
 
 func TestStatefulSetPatch(t *testing.T) {
@@ -138,7 +138,7 @@ func hashOf(t *testing.T, h *Handler, raw string) string {
 			if err := json.Unmarshal(b, &annotations); err != nil {
 				t.Fatal(err)
 			}
-			return annotations[meta.AnnotationMetricsHash]
+			return annotations[keys.AnnotationMetricsHash]
 		}
 	}
 	t.Fatal("no hash annotation")
@@ -215,7 +215,7 @@ func TestConfigMapOfAGuardedStatefulSet(t *testing.T) {
 
 	// The same ConfigMap in a namespace that did not opt in, of a workload that did.
 	lookup.namespaces = nil
-	lookup.workloads[0].Annotations = map[string]string{meta.AnnotationSecure: "true"}
+	lookup.workloads[0].Annotations = map[string]string{keys.AnnotationSecure: "true"}
 	if resp := (&Handler{Lookup: lookup}).Handle(context.Background(), request(configMaps, "elastic-system", cm)); len(resp.Patches) != 2 {
 		t.Errorf("the ConfigMap of an opted-in StatefulSet was not secured: %+v", resp)
 	}
@@ -381,7 +381,7 @@ func TestEnforceComparesWhatMatters(t *testing.T) {
 		t.Errorf("upgrading an operator that opted out while unsupported was denied: %v", resp.Result)
 	}
 
-	invalidNamespace := &Handler{Lookup: &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {meta.AnnotationSecure: "true", meta.AnnotationMetricsPort: "abc"}}}}
+	invalidNamespace := &Handler{Lookup: &fakeLookup{namespaces: map[string]map[string]string{"elastic-system": {keys.AnnotationSecure: "true", keys.AnnotationMetricsPort: "abc"}}}}
 	resp := update(invalidNamespace, statefulSetJSON, statefulSetJSON)
 	if !resp.Allowed || len(resp.Patches) > 0 || !strings.Contains(strings.Join(resp.Warnings, "\n"), "the settings of another object are invalid") {
 		t.Errorf("invalid namespace settings: allowed %v, %d operations, warnings %q", resp.Allowed, len(resp.Patches), resp.Warnings)

@@ -47,7 +47,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -204,8 +204,8 @@ func run(ctx context.Context, o options) (retErr error) {
 	}); err != nil {
 		return err
 	}
-	if err := step(fmt.Sprintf("opt in: namespace %s annotated %s=true, %s=%s", namespace, meta.AnnotationSecure, meta.AnnotationIssuer, issuer), func() error {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true",%q:%q}}}`, meta.AnnotationSecure, meta.AnnotationIssuer, issuer)
+	if err := step(fmt.Sprintf("opt in: namespace %s annotated %s=true, %s=%s", namespace, keys.AnnotationSecure, keys.AnnotationIssuer, issuer), func() error {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true",%q:%q}}}`, keys.AnnotationSecure, keys.AnnotationIssuer, issuer)
 		return c.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, client.RawPatch(types.MergePatchType, []byte(patch)))
 	}); err != nil {
 		return err
@@ -225,11 +225,11 @@ func run(ctx context.Context, o options) (retErr error) {
 			printEvents(ctx, os.Stderr, c, after.sts)
 		}
 		status := "(none)"
-		if after.sts != nil && after.sts.Annotations[meta.AnnotationStatus] != "" {
-			status = after.sts.Annotations[meta.AnnotationStatus]
+		if after.sts != nil && after.sts.Annotations[keys.AnnotationStatus] != "" {
+			status = after.sts.Annotations[keys.AnnotationStatus]
 		}
 		return fmt.Errorf("the end state was not reached within %s (%v): StatefulSet annotation %s is %q; still missing:\n  - %s",
-			o.timeout, err, meta.AnnotationStatus, status, strings.Join(last, "\n  - "))
+			o.timeout, err, keys.AnnotationStatus, status, strings.Join(last, "\n  - "))
 	}
 	if err := step(fmt.Sprintf("the controller's retrofit (up to %s): status secured, end state reached (internal/compliance)", o.timeout), func() error {
 		return poll(waitCtx, o.timeout, func() (bool, error) {
@@ -400,8 +400,8 @@ func take(ctx context.Context, c client.Client) (snapshot, error) {
 // Secret.
 func (s snapshot) findings(pod bool) []string {
 	var out []string
-	if v := s.sts.Annotations[meta.AnnotationStatus]; v != "secured" {
-		out = append(out, fmt.Sprintf("StatefulSet annotation %s is %q, want \"secured\"", meta.AnnotationStatus, v))
+	if v := s.sts.Annotations[keys.AnnotationStatus]; v != "secured" {
+		out = append(out, fmt.Sprintf("StatefulSet annotation %s is %q, want \"secured\"", keys.AnnotationStatus, v))
 	}
 	_, f := compliance.Operator(s.op, &s.sts.Spec.Template, s.cm)
 	out = append(out, f...)

@@ -27,7 +27,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/eckmanifests"
 )
@@ -88,7 +88,7 @@ func realECK(ctx context.Context, env *framework.Env, repo string, before, after
 	// After: what the guard stored, and the issued certificate.
 	secret := &corev1.Secret{}
 	sms := &monitoringv1.ServiceMonitorList{}
-	if err := c.List(ctx, sms, client.InNamespace(namespace), client.MatchingLabels{meta.LabelOperator: after.sts.Name}); err != nil || len(sms.Items) != 1 {
+	if err := c.List(ctx, sms, client.InNamespace(namespace), client.MatchingLabels{keys.LabelOperator: after.sts.Name}); err != nil || len(sms.Items) != 1 {
 		return fmt.Errorf("the guard's ServiceMonitor (%d found): %v", len(sms.Items), err)
 	}
 	sm := &sms.Items[0]
@@ -268,7 +268,7 @@ func prometheusScrapes(ctx context.Context, env *framework.Env, after snapshot, 
 				"scrapeTimeout":        "4s",
 				"serviceDiscoveryRole": "EndpointSlice",
 				"serviceMonitorSelector": map[string]any{"matchExpressions": []any{
-					map[string]any{"key": meta.LabelOperator, "operator": "Exists"},
+					map[string]any{"key": keys.LabelOperator, "operator": "Exists"},
 				}},
 			},
 		}}}

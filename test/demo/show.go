@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 )
 
 // show prints what the guard changed and created, object by object.
@@ -51,11 +51,11 @@ func show(ctx context.Context, c client.Client, before, after snapshot) error {
 	list("volume mounts", names(bc.VolumeMounts, mountString), names(ac.VolumeMounts, mountString))
 	list("volumes", names(before.sts.Spec.Template.Spec.Volumes, volumeString), names(after.sts.Spec.Template.Spec.Volumes, volumeString))
 	list("annotations", annotations(before.sts.Spec.Template.Annotations), annotations(after.sts.Spec.Template.Annotations))
-	fmt.Printf("      %-15s %s: %s\n", "status", meta.AnnotationStatus, after.sts.Annotations[meta.AnnotationStatus])
+	fmt.Printf("      %-15s %s: %s\n", "status", keys.AnnotationStatus, after.sts.Annotations[keys.AnnotationStatus])
 
 	// Certificate and Secret.
 	var certs cmv1.CertificateList
-	if err := c.List(ctx, &certs, client.InNamespace(ns), client.MatchingLabels{meta.LabelOperator: name}); err != nil {
+	if err := c.List(ctx, &certs, client.InNamespace(ns), client.MatchingLabels{keys.LabelOperator: name}); err != nil {
 		return err
 	}
 	for _, crt := range certs.Items {
@@ -99,7 +99,7 @@ func show(ctx context.Context, c client.Client, before, after snapshot) error {
 	fmt.Printf("      revision %s (was %s before the retrofit)\n", pod.Labels[appsv1.ControllerRevisionHashLabelKey], before.pod.Labels[appsv1.ControllerRevisionHashLabelKey])
 	for _, ct := range pod.Spec.Containers {
 		for _, m := range ct.VolumeMounts {
-			if m.Name == meta.VolumeName {
+			if m.Name == keys.VolumeName {
 				fmt.Printf("      container %s mounts %s\n", ct.Name, mountString(m))
 			}
 		}
@@ -108,7 +108,7 @@ func show(ctx context.Context, c client.Client, before, after snapshot) error {
 
 	// Service.
 	var services corev1.ServiceList
-	if err := c.List(ctx, &services, client.InNamespace(ns), client.MatchingLabels{meta.LabelMetricsService: "true", meta.LabelOperator: name}); err != nil {
+	if err := c.List(ctx, &services, client.InNamespace(ns), client.MatchingLabels{keys.LabelMetricsService: "true", keys.LabelOperator: name}); err != nil {
 		return err
 	}
 	for _, svc := range services.Items {
@@ -140,7 +140,7 @@ func show(ctx context.Context, c client.Client, before, after snapshot) error {
 
 	// ServiceMonitor (the CRD is installed).
 	var sms monitoringv1.ServiceMonitorList
-	if err := c.List(ctx, &sms, client.InNamespace(ns), client.MatchingLabels{meta.LabelOperator: name}); err == nil {
+	if err := c.List(ctx, &sms, client.InNamespace(ns), client.MatchingLabels{keys.LabelOperator: name}); err == nil {
 		for _, sm := range sms.Items {
 			section("ServiceMonitor %s (the Prometheus Operator's CRD is installed)", sm.Name)
 			for _, ep := range sm.Spec.Endpoints {
@@ -257,11 +257,11 @@ func volumeString(v corev1.Volume) string {
 
 func findVolume(vols []corev1.Volume) corev1.Volume {
 	for _, v := range vols {
-		if v.Name == meta.VolumeName {
+		if v.Name == keys.VolumeName {
 			return v
 		}
 	}
-	return corev1.Volume{Name: meta.VolumeName + ": (missing)"}
+	return corev1.Volume{Name: keys.VolumeName + ": (missing)"}
 }
 
 // secretVolume is the Secret of the tls-certificate volume, if the pod has one.

@@ -18,7 +18,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -160,7 +160,7 @@ func securedPort(sts *appsv1.StatefulSet) bool {
 			continue
 		}
 		for _, p := range c.Ports {
-			if p.Name == meta.PortName {
+			if p.Name == keys.PortName {
 				return true
 			}
 		}

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -41,7 +41,7 @@ func TestNamespaceScoped(t *testing.T) {
 	ctx := context.Background()
 	// A Secret of the user's: without a certificate source the operator is not secured (ECK
 	// would serve a certificate it makes in memory), and the status says so.
-	opted := map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "metrics-tls"}
+	opted := map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "metrics-tls"}
 	watched := env.Namespace(t, "e2e-watched", opted, nil)
 	other := env.Namespace(t, "e2e-unwatched", opted, nil)
 	guardNS := env.Namespace(t, "e2e-nsguard", nil, map[string]string{"metrics-guard.eck.dev/exclude": "true"})
@@ -117,7 +117,7 @@ func TestNamespaceScoped(t *testing.T) {
 		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	}
 	framework.EventuallyWithin(t, "the watched operator to be secured by the namespace-scoped guard", time.Minute, func() (bool, error) {
-		return env.Operator(t, watched).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return env.Operator(t, watched).Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	op := env.Operator(t, watched)
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: watched, Name: op.Op.Name + "-metrics-guard"}, &corev1.Service{}); err != nil {
@@ -131,7 +131,7 @@ func TestNamespaceScoped(t *testing.T) {
 
 	// The other namespace: nothing of the namespace-scoped guard's.
 	time.Sleep(2 * time.Second)
-	if s := env.Operator(t, other).Object.GetAnnotations()[meta.AnnotationStatus]; s != "" {
+	if s := env.Operator(t, other).Object.GetAnnotations()[keys.AnnotationStatus]; s != "" {
 		t.Errorf("the unwatched operator has status %q: a controller touched it", s)
 	}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: other, Name: op.Op.Name + "-metrics-guard"}, &corev1.Service{}); !apierrors.IsNotFound(err) {

@@ -18,13 +18,13 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
 // guarded are the annotations of a namespace whose ECK operators are secured with
 // certificates from the (here absent) Issuer e2e-ca: the webhook only needs its name.
-var guarded = map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca"}
+var guarded = map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca"}
 
 // TestApplySecuresRealManifests applies real ECK install manifests (and the project's own
 // ECK-shaped ones) with kubectl into opted-in namespaces: what the API server stores is in
@@ -96,10 +96,10 @@ func TestApplySecuresRealManifests(t *testing.T) {
 			c := pod.Spec.Containers[o.Op.ContainerIndex]
 			hasPort, hasMount := false, false
 			for _, p := range c.Ports {
-				hasPort = hasPort || p.Name == meta.PortName && int(p.ContainerPort) == port
+				hasPort = hasPort || p.Name == keys.PortName && int(p.ContainerPort) == port
 			}
 			for _, m := range c.VolumeMounts {
-				hasMount = hasMount || m.Name == meta.VolumeName && m.ReadOnly
+				hasMount = hasMount || m.Name == keys.VolumeName && m.ReadOnly
 			}
 			if !hasPort || !hasMount {
 				t.Errorf("Pod %s: metrics port %v, certificate mount %v", pod.Name, hasPort, hasMount)
@@ -130,7 +130,7 @@ func TestNotOptedInIsStoredAsSent(t *testing.T) {
 	if sent := sentConfig(t, file); o.ConfigMap.Data["eck.yaml"] != sent {
 		t.Errorf("eck.yaml changed:\n%s\nsent:\n%s", o.ConfigMap.Data["eck.yaml"], sent)
 	}
-	if _, ok := o.Template.Annotations[meta.AnnotationMetricsHash]; ok || len(o.Template.Spec.Volumes) != 2 || len(o.Template.Spec.Containers[0].Ports) != 1 {
+	if _, ok := o.Template.Annotations[keys.AnnotationMetricsHash]; ok || len(o.Template.Spec.Volumes) != 2 || len(o.Template.Spec.Containers[0].Ports) != 1 {
 		t.Errorf("the StatefulSet changed: %+v", o.Template)
 	}
 }
@@ -225,7 +225,7 @@ func TestOptOutInvalidAndOldOperators(t *testing.T) {
 			t.Errorf("no warning about the old operator:\n%s", stderr)
 		}
 		o := env.Operator(t, ns)
-		if _, ok := o.Template.Annotations[meta.AnnotationMetricsHash]; ok || strings.Contains(o.ConfigMap.Data["eck.yaml"], "metrics-secure") {
+		if _, ok := o.Template.Annotations[keys.AnnotationMetricsHash]; ok || strings.Contains(o.ConfigMap.Data["eck.yaml"], "metrics-secure") {
 			t.Error("a 2.14.0 operator was changed")
 		}
 	})

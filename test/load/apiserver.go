@@ -20,7 +20,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/load/captures"
 )
@@ -66,7 +66,7 @@ func throughAPIServer(ctx context.Context, n, rounds int) error {
 	}
 	for _, ns := range []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "probe", Annotations: map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "eck-metrics-tls"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "probe", Annotations: map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "eck-metrics-tls"}}},
 	} {
 		if err := c.Create(ctx, ns); err != nil {
 			return err
@@ -199,7 +199,7 @@ func probeOperator(ctx context.Context, c client.Client) (*appsv1.StatefulSet, e
 func hasMetricsPort(sts *appsv1.StatefulSet) bool {
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		for _, p := range c.Ports {
-			if p.Name == meta.PortName {
+			if p.Name == keys.PortName {
 				return true
 			}
 		}

@@ -40,7 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -104,7 +104,7 @@ func TestMemoryAtScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	eck := loadOperator(t)
-	secured := map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}
+	secured := map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "operator-tls"}
 	for i := range operators {
 		ns := fmt.Sprintf("eck-%d", i)
 		createNamespace(ctx, t, c, ns, secured)
@@ -192,7 +192,7 @@ func retrofit(ctx context.Context, t *testing.T, c client.Client, eck operatorOb
 }
 
 func annotate(ctx context.Context, t *testing.T, c client.Client, ns string) {
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true",%q:"operator-tls"}}}`, meta.AnnotationSecure, meta.AnnotationTLSSecret)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true",%q:"operator-tls"}}}`, keys.AnnotationSecure, keys.AnnotationTLSSecret)
 	if err := c.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Error(err)
 	}
@@ -212,7 +212,7 @@ func waitSecured(ctx context.Context, t *testing.T, c client.Client, namespaces 
 			t.Fatal(err)
 		}
 		for _, s := range list.Items {
-			if want[s.Namespace] && s.Annotations[meta.AnnotationStatus] == "secured" {
+			if want[s.Namespace] && s.Annotations[keys.AnnotationStatus] == "secured" {
 				delete(want, s.Namespace)
 			}
 		}

@@ -36,7 +36,7 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/serving"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
@@ -379,7 +379,7 @@ func cacheOptions(o *ServerOptions) cache.Options {
 			&rbacv1.ClusterRoleBinding{}: {Field: fields.OneTermEqualSelector("metadata.name", bindingName(o))},
 			&corev1.ConfigMap{}:          {Label: cluster.ConfigMapSelector()},
 			// What the policy controller watches: the metrics Services the guard labelled.
-			&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{meta.LabelMetricsService: "true"})},
+			&corev1.Service{}: {Label: labels.SelectorFromSet(labels.Set{keys.LabelMetricsService: "true"})},
 		},
 	}
 }

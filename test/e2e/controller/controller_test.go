@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -45,7 +45,7 @@ func caIssuer(t *testing.T, ns string) {
 	}
 }
 
-var guarded = map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca"}
+var guarded = map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca"}
 
 // TestCertificateIssuedMountedAndRenewed: an ECK operator opted in with a CA issuer gets a
 // Certificate that cert-manager really issues; the leaf verifies against ca.crt for the
@@ -70,7 +70,7 @@ func TestCertificateIssuedMountedAndRenewed(t *testing.T) {
 	// The StatefulSet and its Pod mount that Secret; the controller says it is secured.
 	framework.Eventually(t, "the StatefulSet to be marked secured", func() (bool, error) {
 		o = env.Operator(t, ns)
-		return o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	if _, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap); len(findings) > 0 {
 		t.Errorf("not in the end state: %v", findings)
@@ -140,9 +140,9 @@ func TestPodMonitorWithScrapeSettings(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := env.Namespace(t, "e2e-podmonitor", map[string]string{
-		meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca",
-		meta.AnnotationMonitor: "PodMonitor", meta.AnnotationMonitorLabels: "release=kube-prometheus-stack",
-		meta.AnnotationScrapeInterval: "30s", meta.AnnotationScrapeTimeout: "10s", meta.AnnotationScrapeTokenSecret: "scraper-token",
+		keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca",
+		keys.AnnotationMonitor: "PodMonitor", keys.AnnotationMonitorLabels: "release=kube-prometheus-stack",
+		keys.AnnotationScrapeInterval: "30s", keys.AnnotationScrapeTimeout: "10s", keys.AnnotationScrapeTokenSecret: "scraper-token",
 	}, nil)
 	caIssuer(t, ns)
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.4.0.yaml"), ns))
@@ -180,11 +180,11 @@ func TestPodMonitorWithScrapeSettings(t *testing.T) {
 // the Secret (the mount is not optional) and the StatefulSet says so.
 func TestWaitingForCertificate(t *testing.T) {
 	t.Parallel()
-	ns := env.Namespace(t, "e2e-wait", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "missing"}, nil)
+	ns := env.Namespace(t, "e2e-wait", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "missing"}, nil)
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	framework.Eventually(t, "the waiting annotation", func() (bool, error) {
 		o := env.Operator(t, ns)
-		return strings.HasPrefix(o.Object.GetAnnotations()[meta.AnnotationStatus], "waiting for certificate Secret elastic-operator-metrics-guard-tls"), nil
+		return strings.HasPrefix(o.Object.GetAnnotations()[keys.AnnotationStatus], "waiting for certificate Secret elastic-operator-metrics-guard-tls"), nil
 	})
 	framework.Eventually(t, "a WaitingForCertificate event", func() (bool, error) {
 		out, _ := env.MustKubectl(t, "get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}")
@@ -305,7 +305,7 @@ func eventuallyCompliant(t *testing.T, ns string) {
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
 		o := env.Operator(t, ns)
 		_, last = compliance.Operator(o.Op, o.Template, o.ConfigMap)
-		return len(last) == 0 && o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return len(last) == 0 && o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	if err != nil {
 		t.Fatalf("not in the end state: %v", last)
@@ -314,7 +314,7 @@ func eventuallyCompliant(t *testing.T, ns string) {
 
 func mountsSecret(spec corev1.PodSpec, secret string) bool {
 	for _, v := range spec.Volumes {
-		if v.Name == meta.VolumeName && v.Secret != nil && v.Secret.SecretName == secret {
+		if v.Name == keys.VolumeName && v.Secret != nil && v.Secret.SecretName == secret {
 			return true
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -91,12 +91,12 @@ func TestNoConfusedDeputy(t *testing.T) {
 		case strings.Contains(doc, "\nkind: ConfigMap\n"):
 			docs = append(docs, doc)
 		case strings.Contains(doc, "\nkind: StatefulSet\n"):
-			doc = strings.Replace(doc, "  labels:\n    control-plane: elastic-operator\n", "  annotations:\n    "+meta.AnnotationSecure+": \"true\"\n  labels:\n    control-plane: elastic-operator\n", 1)
+			doc = strings.Replace(doc, "  labels:\n    control-plane: elastic-operator\n", "  annotations:\n    "+keys.AnnotationSecure+": \"true\"\n  labels:\n    control-plane: elastic-operator\n", 1)
 			doc = strings.Replace(doc, "serviceAccountName: elastic-operator", "serviceAccountName: "+app, 1)
 			docs = append(docs, doc)
 		}
 	}
-	if len(docs) != 2 || !strings.Contains(docs[1], meta.AnnotationSecure) || !strings.Contains(docs[1], app) {
+	if len(docs) != 2 || !strings.Contains(docs[1], keys.AnnotationSecure) || !strings.Contains(docs[1], app) {
 		t.Fatalf("could not make the tenant's manifest from %s", path)
 	}
 	tenantManifest := filepath.Join(t.TempDir(), "tenant.yaml")
@@ -111,8 +111,8 @@ func TestNoConfusedDeputy(t *testing.T) {
 
 	// The operator's own objects are secured; the status and an Event say what is missing.
 	framework.Eventually(t, "the status to name what the namespace's owner must do", func() (bool, error) {
-		s := env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus]
-		return strings.Contains(s, "owner of namespace "+ns+" must annotate it "+meta.AnnotationSecure+"=true"), nil
+		s := env.Operator(t, ns).Object.GetAnnotations()[keys.AnnotationStatus]
+		return strings.Contains(s, "owner of namespace "+ns+" must annotate it "+keys.AnnotationSecure+"=true"), nil
 	})
 	framework.Eventually(t, "a NotEntitled Warning Event", func() (bool, error) {
 		out, _ := env.MustKubectl(t, "get", "events.events.k8s.io", "-n", ns, "-o", `jsonpath={range .items[*]}{.type}/{.reason}{"\n"}{end}`)
@@ -145,7 +145,7 @@ func TestNoConfusedDeputy(t *testing.T) {
 	}
 
 	// The namespace's owner opts in: the grant and the Service follow.
-	env.MustKubectl(t, "annotate", "namespace", ns, meta.AnnotationSecure+"=true")
+	env.MustKubectl(t, "annotate", "namespace", ns, keys.AnnotationSecure+"=true")
 	waitForSubject(t, ns, app, true)
 	framework.Eventually(t, "the metrics Service", func() (bool, error) {
 		err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.Op.Name + "-metrics-guard"}, &corev1.Service{})

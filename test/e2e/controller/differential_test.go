@@ -22,7 +22,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/engine"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/policy"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
@@ -236,12 +236,12 @@ func modelPod(ns string, port int) (*corev1.PodTemplateSpec, map[string]*corev1.
 				"--manage-webhook-certs=false", "--metrics-host=127.0.0.1"},
 			VolumeMounts: []corev1.VolumeMount{
 				{Name: "conf", MountPath: "/tmp/conf", ReadOnly: true},
-				{Name: meta.VolumeName, MountPath: eck.DefaultMetricsCertDir, ReadOnly: true},
+				{Name: keys.VolumeName, MountPath: eck.DefaultMetricsCertDir, ReadOnly: true},
 			},
 		}},
 		Volumes: []corev1.Volume{
 			{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "elastic-operator"}}}},
-			{Name: meta.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tls"}}},
+			{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tls"}}},
 		},
 	}}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: ns},
@@ -260,7 +260,7 @@ func modelInput(t *testing.T, tmpl *corev1.PodTemplateSpec, cms map[string]*core
 	op.Namespace = "e2e-model"
 	// The StatefulSet's template is a copy: judge and secure the caller's.
 	in := policy.Input{
-		NamespaceAnnotations: map[string]string{meta.AnnotationSecure: "true", meta.AnnotationMetricsPort: strconv.Itoa(port)},
+		NamespaceAnnotations: map[string]string{keys.AnnotationSecure: "true", keys.AnnotationMetricsPort: strconv.Itoa(port)},
 		Operator:             op, Template: tmpl, ConfigMap: cms[op.ConfigMapName],
 		ConfigMaps: map[string]*corev1.ConfigMap{},
 		Defaults:   policy.Defaults{TLSSecret: "tls"},

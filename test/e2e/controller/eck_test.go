@@ -30,7 +30,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -58,7 +58,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	annotations := maps.Clone(guarded)
-	annotations[meta.AnnotationMetricsPort] = strconv.Itoa(port)
+	annotations[keys.AnnotationMetricsPort] = strconv.Itoa(port)
 	ns := env.Namespace(t, "e2e-eck", annotations, nil)
 	caIssuer(t, ns)
 	manifest := framework.Manifest(t, fixture, ns)
@@ -71,7 +71,7 @@ func TestECKServesGuardedMetrics(t *testing.T) {
 	o := framework.Operator{}
 	framework.EventuallyWithin(t, "the StatefulSet to be marked secured", 90*time.Second, func() (bool, error) {
 		o = env.Operator(t, ns)
-		return o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	name := o.Op.Name + "-metrics-guard"
 	cert, secret, sm := issued(t, ns, name, 60*time.Second)
@@ -460,14 +460,14 @@ func secretMountPath(t *testing.T, o framework.Operator, secret string) string {
 		t.Fatalf("the StatefulSet does not mount Secret %s", secret)
 	}
 	for _, m := range o.Template.Spec.Containers[o.Op.ContainerIndex].VolumeMounts {
-		if m.Name == meta.VolumeName {
+		if m.Name == keys.VolumeName {
 			if !m.ReadOnly {
 				t.Errorf("volume %s is mounted read-write", m.Name)
 			}
 			return m.MountPath
 		}
 	}
-	t.Fatalf("the manager container does not mount volume %s", meta.VolumeName)
+	t.Fatalf("the manager container does not mount volume %s", keys.VolumeName)
 	return ""
 }
 

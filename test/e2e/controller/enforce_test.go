@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -63,7 +63,7 @@ func TestEnforceJudgesWhatECKReads(t *testing.T) {
 	// A, Elastic's manifest install, secured by the policy.
 	env.MustKubectl(t, "apply", "-f", manifest)
 	framework.EventuallyWithin(t, "A to be secured", 90*time.Second, func() (bool, error) {
-		return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return env.Operator(t, ns).Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 
 	// The attacker: a ServiceAccount of the namespace allowed StatefulSets and ConfigMaps there.

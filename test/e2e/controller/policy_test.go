@@ -19,7 +19,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -143,7 +143,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 		env.MustKubectl(t, "apply", "-f", framework.Manifest(t, fixture, ns))
 	}
 	a, b := env.Operator(t, nsA), env.Operator(t, nsB)
-	env.MustKubectl(t, "-n", nsB, "annotate", "statefulset", b.Op.Name, meta.AnnotationSecure+"=false")
+	env.MustKubectl(t, "-n", nsB, "annotate", "statefulset", b.Op.Name, keys.AnnotationSecure+"=false")
 	name := a.Op.Name + "-metrics-guard"
 
 	p := &v1alpha1.MetricsSecurityPolicy{
@@ -189,14 +189,14 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	if !strings.Contains(stderr, "(Audit) covers StatefulSet "+nsA+"/"+a.Op.Name+", and its metrics endpoint is not secured") {
 		t.Errorf("an audited write got no warning: %q", stderr)
 	}
-	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
+	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[keys.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
 		t.Error("Audit changed the operator")
 	}
 
 	// Mutate: A is retrofitted with the policy's defaults and becomes compliant; B opted out.
 	setMode(t, p, v1alpha1.ModeMutate)
 	framework.EventuallyWithin(t, "A to be secured under Mutate", time.Minute, func() (bool, error) {
-		return env.Operator(t, nsA).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return env.Operator(t, nsA).Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	cert := &cmv1.Certificate{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: name}, cert); err != nil {
@@ -211,16 +211,16 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	waitForStatus(t, p, func(s v1alpha1.MetricsSecurityPolicyStatus) bool {
 		return s.Compliant == 1 && s.Operators[0].Mode == v1alpha1.ModeMutate
 	})
-	if got := env.Operator(t, nsB); got.Object.GetAnnotations()[meta.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
+	if got := env.Operator(t, nsB); got.Object.GetAnnotations()[keys.AnnotationStatus] != "" || strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true") {
 		t.Error("Mutate secured B, which opted out")
 	}
 
 	// Enforce: a new opt-out is denied, with the policy named.
 	setMode(t, p, v1alpha1.ModeEnforce)
 	framework.Eventually(t, "opting A out to be denied", func() (bool, error) {
-		_, stderr, err := env.Kubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, meta.AnnotationSecure+"=false")
+		_, stderr, err := env.Kubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, keys.AnnotationSecure+"=false")
 		if err == nil { // the cache has not seen the new mode yet: undo, and try again
-			env.MustKubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, meta.AnnotationSecure+"-")
+			env.MustKubectl(t, "-n", nsA, "annotate", "statefulset", a.Op.Name, keys.AnnotationSecure+"-")
 			return false, nil
 		}
 		want := "MetricsSecurityPolicy " + p.Name + " (Enforce) enforces secure metrics in namespace " + nsA + ": the StatefulSet may not opt out"
@@ -229,7 +229,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 		}
 		return true, nil
 	})
-	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[meta.AnnotationSecure] != "" {
+	if got := env.Operator(t, nsA); got.Object.GetAnnotations()[keys.AnnotationSecure] != "" {
 		t.Error("the denied opt-out was written")
 	}
 
@@ -237,7 +237,7 @@ func TestPolicyAuditMutateEnforce(t *testing.T) {
 	// another write of B goes through, with a warning.
 	framework.EventuallyWithin(t, "B to be secured despite its old opt-out", time.Minute, func() (bool, error) {
 		got := env.Operator(t, nsB)
-		return got.Object.GetAnnotations()[meta.AnnotationStatus] == "secured" && strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true"), nil
+		return got.Object.GetAnnotations()[keys.AnnotationStatus] == "secured" && strings.Contains(got.ConfigMap.Data["eck.yaml"], "metrics-secure: true"), nil
 	})
 	_, stderr = env.MustKubectl(t, "-n", nsB, "label", "statefulset", b.Op.Name, "e2e/touched=yes")
 	if !strings.Contains(stderr, "there before this request; secured anyway") {

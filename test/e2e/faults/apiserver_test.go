@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -50,7 +50,7 @@ func TestAPIServerRestart(t *testing.T) {
 		return total > failed, nil
 	})
 
-	tls := map[string]string{meta.AnnotationTLSSecret: "operator-tls"}
+	tls := map[string]string{keys.AnnotationTLSSecret: "operator-tls"}
 	manifest := framework.ECKManifest(t, "operator-3.5.0.yaml")
 	// Seen by the guard before the restart, not opted in: opted in while it is down (late),
 	// and after it (after).
@@ -62,7 +62,7 @@ func TestAPIServerRestart(t *testing.T) {
 	secured := func(ns string) bool {
 		o := env.Operator(t, ns)
 		_, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap)
-		return len(findings) == 0 && o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured"
+		return len(findings) == 0 && o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured"
 	}
 	for _, ns := range []string{late, after} {
 		if secured(ns) {
@@ -78,12 +78,12 @@ func TestAPIServerRestart(t *testing.T) {
 		if err := peer.Client.Get(ctx, client.ObjectKey{Name: late}, ns); err != nil {
 			return err
 		}
-		ns.Annotations[meta.AnnotationSecure] = "true"
+		ns.Annotations[keys.AnnotationSecure] = "true"
 		if err := peer.Client.Update(ctx, ns); err != nil {
 			return err
 		}
 		fresh = fmt.Sprintf("e2e-restart-fresh-%d", time.Now().UnixNano()%100000)
-		if err := peer.Client.Create(ctx, namespace(fresh, map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"})); err != nil {
+		if err := peer.Client.Create(ctx, namespace(fresh, map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "operator-tls"})); err != nil {
 			return err
 		}
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), namespace(fresh, nil)) })
@@ -111,7 +111,7 @@ func TestAPIServerRestart(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: after}, ns); err != nil {
 		t.Fatal(err)
 	}
-	ns.Annotations[meta.AnnotationSecure] = "true"
+	ns.Annotations[keys.AnnotationSecure] = "true"
 	if err := env.Client.Update(ctx, ns); err != nil {
 		t.Fatal(err)
 	}

@@ -27,11 +27,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
-var opted = map[string]string{meta.AnnotationSecure: "true"}
+var opted = map[string]string{keys.AnnotationSecure: "true"}
 
 // TestGuardDownDuringInstall: with the guard down (nothing listens where the API server calls
 // it), an ECK operator installed into an opted-in namespace is admitted as released
@@ -39,7 +39,7 @@ var opted = map[string]string{meta.AnnotationSecure: "true"}
 // brings the operator to the end state; the test reports how long that takes.
 func TestGuardDownDuringInstall(t *testing.T) {
 	// A Secret of the operator's own (not checked by the guard): compliance wants one mounted.
-	ns := env.Namespace(t, "e2e-down", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}, nil)
+	ns := env.Namespace(t, "e2e-down", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "operator-tls"}, nil)
 	began := time.Now()
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	applied := time.Since(began)
@@ -54,13 +54,13 @@ func TestGuardDownDuringInstall(t *testing.T) {
 	var last []string
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("last: status %q, findings %v", o.Object.GetAnnotations()[meta.AnnotationStatus], last)
+			t.Logf("last: status %q, findings %v", o.Object.GetAnnotations()[keys.AnnotationStatus], last)
 		}
 	})
 	framework.EventuallyWithin(t, "the operator to be secured after the guard starts", time.Minute, func() (bool, error) {
 		o = env.Operator(t, ns)
 		_, last = compliance.Operator(o.Op, o.Template, o.ConfigMap)
-		return len(last) == 0 && o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return len(last) == 0 && o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	healed := time.Since(began)
 	t.Logf("guard down: kubectl apply admitted in %s (not secured); guard started (cache synced, webhook serving) in %s; operator secured %s after the start",
@@ -193,7 +193,7 @@ func statefulSetOf(t *testing.T, manifest string) *appsv1.StatefulSet {
 func secured(sts *appsv1.StatefulSet) bool {
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		for _, p := range c.Ports {
-			if c.Name == "manager" && p.Name == meta.PortName {
+			if c.Name == "manager" && p.Name == keys.PortName {
 				return true
 			}
 		}

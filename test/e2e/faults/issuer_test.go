@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -25,10 +25,10 @@ func TestIssuerMissingThenSecretDeleted(t *testing.T) {
 	stop := startGuard(t)
 	defer stop()
 	ctx := context.Background()
-	ns := env.Namespace(t, "e2e-issuer", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "later-ca"}, nil)
+	ns := env.Namespace(t, "e2e-issuer", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "later-ca"}, nil)
 	began := time.Now()
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
-	status := func() string { return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] }
+	status := func() string { return env.Operator(t, ns).Object.GetAnnotations()[keys.AnnotationStatus] }
 	framework.EventuallyWithin(t, "the waiting status", time.Minute, func() (bool, error) {
 		return strings.HasPrefix(status(), "waiting for certificate Secret elastic-operator-metrics-guard-tls"), nil
 	})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -55,7 +55,7 @@ func TestLeaderKilledDuringRetrofit(t *testing.T) {
 	var namespaces []string
 	var docs []string
 	for range retrofitted {
-		ns := env.Namespace(t, "e2e-killed", map[string]string{meta.AnnotationTLSSecret: "operator-tls"}, nil)
+		ns := env.Namespace(t, "e2e-killed", map[string]string{keys.AnnotationTLSSecret: "operator-tls"}, nil)
 		namespaces = append(namespaces, ns)
 		raw, err := os.ReadFile(framework.Manifest(t, manifest, ns))
 		if err != nil {
@@ -79,7 +79,7 @@ func TestLeaderKilledDuringRetrofit(t *testing.T) {
 		}
 		n := 0
 		for _, s := range list.Items {
-			if ours[s.Namespace] && s.Annotations[meta.AnnotationStatus] == "secured" {
+			if ours[s.Namespace] && s.Annotations[keys.AnnotationStatus] == "secured" {
 				n++
 			}
 		}
@@ -115,7 +115,7 @@ func TestLeaderKilledDuringRetrofit(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 			t.Fatal(err)
 		}
-		ns.Annotations[meta.AnnotationSecure] = "true"
+		ns.Annotations[keys.AnnotationSecure] = "true"
 		if err := env.Client.Update(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
@@ -170,17 +170,17 @@ func TestLeaderKilledDuringRetrofit(t *testing.T) {
 		}
 		ports, mounts, volumes := 0, 0, 0
 		for _, p := range c.Ports {
-			if p.Name == meta.PortName {
+			if p.Name == keys.PortName {
 				ports++
 			}
 		}
 		for _, m := range c.VolumeMounts {
-			if m.Name == meta.VolumeName {
+			if m.Name == keys.VolumeName {
 				mounts++
 			}
 		}
 		for _, v := range o.Template.Spec.Volumes {
-			if v.Name == meta.VolumeName {
+			if v.Name == keys.VolumeName {
 				volumes++
 			}
 		}
@@ -198,7 +198,7 @@ func TestLeaderKilledDuringRetrofit(t *testing.T) {
 			count(n, "eck.yaml lines "+key)
 		}
 		var services corev1.ServiceList
-		if err := env.Client.List(ctx, &services, client.InNamespace(ns), client.MatchingLabels{meta.LabelMetricsService: "true"}); err != nil {
+		if err := env.Client.List(ctx, &services, client.InNamespace(ns), client.MatchingLabels{keys.LabelMetricsService: "true"}); err != nil {
 			t.Fatal(err)
 		}
 		count(len(services.Items), "metrics Services")

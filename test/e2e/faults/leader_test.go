@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -37,12 +37,12 @@ func TestLeaderStopped(t *testing.T) {
 	}
 	second := start("guard-second", port)
 
-	ns := env.Namespace(t, "e2e-leader", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: "operator-tls"}, nil)
+	ns := env.Namespace(t, "e2e-leader", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "operator-tls"}, nil)
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 	framework.EventuallyWithin(t, "the operator to be secured", time.Minute, func() (bool, error) {
 		o := env.Operator(t, ns)
 		_, findings := compliance.Operator(o.Op, o.Template, o.ConfigMap)
-		return len(findings) == 0 && o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return len(findings) == 0 && o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	if acquired(second) {
 		t.Fatal("both guards lead")

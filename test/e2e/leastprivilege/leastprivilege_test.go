@@ -19,7 +19,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -38,7 +38,7 @@ func TestWholeJobWithItsOwnRBAC(t *testing.T) {
 		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", client.IgnoreNotFound(err)
 	})
 
-	ns := env.Namespace(t, "e2e-lp", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca"}, map[string]string{"team": "lp"})
+	ns := env.Namespace(t, "e2e-lp", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca"}, map[string]string{"team": "lp"})
 	for _, o := range []client.Object{
 		&cmv1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "selfsigned", Namespace: ns}, Spec: cmv1.IssuerSpec{IssuerConfig: cmv1.IssuerConfig{SelfSigned: &cmv1.SelfSignedIssuer{}}}},
 		&cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Name: "e2e-ca", Namespace: ns}, Spec: cmv1.CertificateSpec{
@@ -56,7 +56,7 @@ func TestWholeJobWithItsOwnRBAC(t *testing.T) {
 	env.MustKubectl(t, "apply", "-f", framework.Manifest(t, framework.ECKManifest(t, "operator-3.5.0.yaml"), ns))
 
 	framework.EventuallyWithin(t, "the operator to be secured", time.Minute, func() (bool, error) {
-		return env.Operator(t, ns).Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return env.Operator(t, ns).Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	o := env.Operator(t, ns)
 	name := o.Op.Name + "-metrics-guard"

@@ -23,7 +23,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/compliance"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -233,7 +233,7 @@ func TestHelmInstallSelfManaged(t *testing.T) {
 	// Admission through the API server: an ECK operator in an opted-in namespace. The
 	// ConfigMap is created (and mutated); the StatefulSet is created with dryRun=All, so the
 	// controller never acts on it and only the webhook can have changed it.
-	opted := env.Namespace(t, "e2e-selfmanaged", map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca"}, nil)
+	opted := env.Namespace(t, "e2e-selfmanaged", map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca"}, nil)
 	cm, sts := eckOperator(opted)
 	if err := env.Client.Create(ctx, cm); err != nil {
 		t.Fatal(err)

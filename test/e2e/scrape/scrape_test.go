@@ -25,7 +25,7 @@ import (
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eck"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/eckconfig"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -54,13 +54,13 @@ const selectLabel = "release"
 
 var (
 	serviceMonitor = monitor{Kind: "ServiceMonitor", Selector: "serviceMonitorSelector", Endpoints: "endpoints", Pool: "serviceMonitor",
-		Annotations: map[string]string{meta.AnnotationMonitorLabels: selectLabel + "=e2e-stack"}}
+		Annotations: map[string]string{keys.AnnotationMonitorLabels: selectLabel + "=e2e-stack"}}
 	// podMonitor is the setup of a Prometheus that may not read files (OpenShift's user
 	// workload monitoring, Grafana Alloy): a PodMonitor, which has no token file, with the
 	// token from a Secret.
 	podMonitor = monitor{Kind: "PodMonitor", Selector: "podMonitorSelector", Endpoints: "podMetricsEndpoints", Pool: "podMonitor",
-		Annotations: map[string]string{meta.AnnotationMonitor: "PodMonitor", meta.AnnotationMonitorLabels: selectLabel + "=e2e-stack",
-			meta.AnnotationScrapeTokenSecret: "scraper-token"},
+		Annotations: map[string]string{keys.AnnotationMonitor: "PodMonitor", keys.AnnotationMonitorLabels: selectLabel + "=e2e-stack",
+			keys.AnnotationScrapeTokenSecret: "scraper-token"},
 		TokenSecret: "scraper-token"}
 )
 
@@ -107,7 +107,7 @@ func proveScrape(t *testing.T, m monitor) {
 	netns := framework.StartNetNS(t) // deleted last: cleanups run in reverse order
 	t.Logf("network namespace %s: host %s, operator Pod %s", netns.Name, netns.HostIP, netns.PodIP)
 
-	annotations := map[string]string{meta.AnnotationSecure: "true", meta.AnnotationIssuer: "e2e-ca"}
+	annotations := map[string]string{keys.AnnotationSecure: "true", keys.AnnotationIssuer: "e2e-ca"}
 	for k, v := range m.Annotations {
 		annotations[k] = v
 	}
@@ -127,7 +127,7 @@ func proveScrape(t *testing.T, m monitor) {
 	var o framework.Operator
 	framework.EventuallyWithin(t, "the StatefulSet to be marked secured", 2*time.Minute, func() (bool, error) {
 		o = env.Operator(t, ns)
-		return o.Object.GetAnnotations()[meta.AnnotationStatus] == "secured", nil
+		return o.Object.GetAnnotations()[keys.AnnotationStatus] == "secured", nil
 	})
 	name := o.Op.Name + "-metrics-guard"
 	secret := readyCertificateSecret(t, ns, name, time.Minute)
@@ -334,7 +334,7 @@ func guardMonitor(t *testing.T, m monitor, ns, name string, timeout time.Duratio
 		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)
 		return err == nil, client.IgnoreNotFound(err)
 	})
-	if u.GetLabels()[meta.LabelManagedBy] != meta.ManagedByValue {
+	if u.GetLabels()[keys.LabelManagedBy] != keys.ManagedByValue {
 		t.Fatalf("%s %s is not labelled as made by the guard: %v", m.Kind, name, u.GetLabels())
 	}
 	return u
@@ -380,12 +380,12 @@ func startECK(t *testing.T, o framework.Operator, secret *corev1.Secret, netns *
 	}
 	mountPath := ""
 	for _, vm := range o.Template.Spec.Containers[o.Op.ContainerIndex].VolumeMounts {
-		if vm.Name == meta.VolumeName {
+		if vm.Name == keys.VolumeName {
 			mountPath = vm.MountPath
 		}
 	}
 	if mountPath == "" {
-		t.Fatalf("the manager container does not mount volume %s", meta.VolumeName)
+		t.Fatalf("the manager container does not mount volume %s", keys.VolumeName)
 	}
 	root := t.TempDir()
 	certDir := filepath.Join(root, mountPath)
@@ -440,7 +440,7 @@ func operatorPodRunning(t *testing.T, o framework.Operator, netns *framework.Net
 	t.Helper()
 	ctx := context.Background()
 	ns := o.Object.GetNamespace()
-	hash := o.Template.Annotations[meta.AnnotationMetricsHash]
+	hash := o.Template.Annotations[keys.AnnotationMetricsHash]
 	selector := labels.SelectorFromSet(o.Template.Labels)
 	var pod *corev1.Pod
 	framework.EventuallyWithin(t, "the operator StatefulSet's Pod of the guard's template", time.Minute, func() (bool, error) {
@@ -450,7 +450,7 @@ func operatorPodRunning(t *testing.T, o framework.Operator, netns *framework.Net
 		}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if p.DeletionTimestamp == nil && p.Annotations[meta.AnnotationMetricsHash] == hash {
+			if p.DeletionTimestamp == nil && p.Annotations[keys.AnnotationMetricsHash] == hash {
 				pod = p
 				return true, nil
 			}
@@ -609,7 +609,7 @@ func wrongCAMonitor(t *testing.T, m monitor, mon *unstructured.Unstructured, caS
 	}
 	cp.Object["spec"] = spec
 	lbls := mon.GetLabels()
-	lbls[meta.LabelManagedBy] = "e2e-scrape-test"
+	lbls[keys.LabelManagedBy] = "e2e-scrape-test"
 	cp.SetLabels(lbls)
 	if err := env.Client.Create(context.Background(), cp); err != nil {
 		t.Fatal(err)

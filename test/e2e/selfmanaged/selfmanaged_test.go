@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
@@ -76,7 +76,7 @@ func TestSelfManagedCertificate(t *testing.T) {
 	}
 
 	// A write the webhook must mutate: only a webhook the API server trusts can do it.
-	opted := env.Namespace(t, "e2e-selfmanaged", map[string]string{meta.AnnotationSecure: "true"}, nil)
+	opted := env.Namespace(t, "e2e-selfmanaged", map[string]string{keys.AnnotationSecure: "true"}, nil)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: opted}, Data: map[string]string{"eck.yaml": "metrics-port: 0\n"}}
 	if err := env.Client.Create(ctx, cm); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
-	"github.com/eck-metrics-guard/eck-metrics-guard/internal/meta"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/webhook"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/load/captures"
@@ -43,7 +43,7 @@ const (
 )
 
 // OptedIn are the annotations of the opted-in namespaces.
-var optedIn = map[string]string{meta.AnnotationSecure: "true", meta.AnnotationTLSSecret: tlsSecret}
+var optedIn = map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: tlsSecret}
 
 const nginx = `apiVersion: apps/v1
 kind: StatefulSet

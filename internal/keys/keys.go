@@ -1,8 +1,8 @@
-// Package meta holds every annotation and label key of eck-metrics-guard in one place.
+// Package keys holds every annotation and label key of eck-metrics-guard in one place.
 //
 // The annotation keys are the public contract with users (the README's Annotations section): they are
 // documented in the README and must never be renamed.
-package meta
+package keys
 
 // Annotations users set on a Namespace, an ECK operator StatefulSet (or Deployment) or its
 // ConfigMap.
