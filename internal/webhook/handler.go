@@ -100,8 +100,29 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 		}
 	}
 	r, _ := engine.Admit(in, old)
+	secured := func() {
+		if r.Template != nil {
+			*tmpl = *r.Template
+		}
+	}
+	return h.answer(ctx, req, r, old, obj.GetAnnotations(), policy.HolderWorkload, obj, secured, func() ([]jsonpatch.Operation, error) {
+		if r.Template == nil {
+			return nil, nil
+		}
+		// Only the pod template changes (engine.Secure secures a copy of it): the operations
+		// come from comparing the two templates, not the whole objects.
+		return patch.Template("/spec/template", tmpl, r.Template)
+	})
+}
+
+// answer turns the engine's result for the object under admission into the response: its own
+// invalid settings, and the Enforce violations the request introduced, deny it; otherwise the
+// patch that secures it, from the change alone (cheap), or, with fullDiff, from the whole
+// object before and after secured writes the secured copy over obj.
+func (h *Handler) answer(ctx context.Context, req admission.Request, r engine.Result, old *policy.Input, annotations map[string]string, holder policy.Holder,
+	obj runtime.Object, secured func(), cheap func() ([]jsonpatch.Operation, error)) admission.Response {
 	d := r.Decision
-	if resp, done := foreignErrors(d, policy.OwnErrors(d.Errs, obj.GetAnnotations(), policy.HolderWorkload)); done {
+	if resp, done := foreignErrors(d, policy.OwnErrors(d.Errs, annotations, holder)); done {
 		return resp
 	}
 	if len(d.Denied) > 0 {
@@ -112,19 +133,10 @@ func (h *Handler) workload(ctx context.Context, req admission.Request, obj workl
 	}
 	if h.fullDiff {
 		before := obj.DeepCopyObject()
-		if r.Template != nil {
-			*tmpl = *r.Template
-		}
+		secured()
 		return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Diff(before, obj) }, d.Warnings)
 	}
-	return h.patched(ctx, func() ([]jsonpatch.Operation, error) {
-		if r.Template == nil {
-			return nil, nil
-		}
-		// Only the pod template changes (engine.Secure secures a copy of it): the operations
-		// come from comparing the two templates, not the whole objects.
-		return patch.Template("/spec/template", tmpl, r.Template)
-	}, d.Warnings)
+	return h.patched(ctx, cheap, d.Warnings)
 }
 
 // notOperator answers a workload that is not an ECK operator. It reaches the guard only
@@ -186,29 +198,17 @@ func (h *Handler) configMap(ctx context.Context, req admission.Request) admissio
 	if err2 != nil {
 		return invalid(req, field.ErrorList{err2})
 	}
-	d := r.Decision
-	if resp, done := foreignErrors(d, policy.OwnErrors(d.Errs, cm.Annotations, policy.HolderConfigMap)); done {
-		return resp
-	}
-	if len(d.Denied) > 0 {
-		d = introduced(d, old)
-	}
-	if resp, done := h.early(ctx, req, d); done {
-		return resp
-	}
-	if h.fullDiff {
-		before := cm.DeepCopy()
+	secured := func() {
 		if r.ConfigMap != nil {
 			*cm = *r.ConfigMap
 		}
-		return h.patched(ctx, func() ([]jsonpatch.Operation, error) { return patch.Diff(before, cm) }, d.Warnings)
 	}
-	return h.patched(ctx, func() ([]jsonpatch.Operation, error) {
+	return h.answer(ctx, req, r, old, cm.Annotations, policy.HolderConfigMap, cm, secured, func() ([]jsonpatch.Operation, error) {
 		if r.ConfigMap == nil {
 			return nil, nil
 		}
 		return patch.ConfigMap(cm, r.ConfigMap) // a secured copy
-	}, d.Warnings)
+	})
 }
 
 func (h *Handler) service(ctx context.Context, req admission.Request) admission.Response {
