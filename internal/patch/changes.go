@@ -224,34 +224,16 @@ var pointerToken = strings.NewReplacer("~", "~0", "/", "~1")
 
 // stringMap diffs a map encoded with omitempty by key.
 func stringMap(d *differ, path string, a, b map[string]string) {
-	switch {
-	case len(a) == 0 && len(b) == 0:
-		return
-	case len(a) == 0:
-		d.add("add", path, b)
-		return
-	case len(b) == 0:
-		d.removed(path)
-		return
-	}
-	for k, v := range b {
-		old, ok := a[k]
-		switch {
-		case !ok:
-			d.add("add", path+"/"+pointerToken.Replace(k), v)
-		case old != v:
-			d.add("replace", path+"/"+pointerToken.Replace(k), v)
-		}
-	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			d.removed(path + "/" + pointerToken.Replace(k))
-		}
-	}
+	keyedMap(d, path, a, b, func(x, y string) bool { return x == y })
 }
 
 // bytesMap is stringMap for binaryData (base64 in JSON; a nil value is null).
 func bytesMap(d *differ, path string, a, b map[string][]byte) {
+	keyedMap(d, path, a, b, func(x, y []byte) bool { return bytes.Equal(x, y) && (x == nil) == (y == nil) })
+}
+
+// keyedMap diffs a map encoded with omitempty key by key, values compared with equal.
+func keyedMap[V any](d *differ, path string, a, b map[string]V, equal func(x, y V) bool) {
 	switch {
 	case len(a) == 0 && len(b) == 0:
 		return
@@ -267,7 +249,7 @@ func bytesMap(d *differ, path string, a, b map[string][]byte) {
 		switch {
 		case !ok:
 			d.add("add", path+"/"+pointerToken.Replace(k), v)
-		case !bytes.Equal(old, v) || (old == nil) != (v == nil):
+		case !equal(old, v):
 			d.add("replace", path+"/"+pointerToken.Replace(k), v)
 		}
 	}
