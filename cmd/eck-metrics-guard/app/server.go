@@ -108,6 +108,11 @@ type ControllerOptions struct {
 	Enabled          bool
 	LeaderElect      bool
 	LeaderElectionNS string
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election, as
+	// kube-controller-manager's flags of the same names do.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 	// MaxConcurrentReconciles is the number of workers of each controller.
 	MaxConcurrentReconciles int
 	// ResyncPeriod is how often every cached object is handed to the controllers again.
@@ -187,6 +192,9 @@ func (o *ServerOptions) FlagSets() map[string]*pflag.FlagSet {
 	fs.BoolVar(&c.Enabled, "controller", true, "run the controller: companion objects, retrofit of existing operators, healing of drift")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "elect one replica to run the controller (every replica serves the webhook)")
 	fs.StringVar(&c.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the guard's own")
+	fs.DurationVar(&c.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a follower waits after the leader's last renewal before taking the Lease")
+	fs.DurationVar(&c.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives the Lease up and exits (an API server outage longer than this restarts the leader)")
+	fs.DurationVar(&c.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
 	fs.IntVar(&c.MaxConcurrentReconciles, "max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "workers of each controller (operator StatefulSets, operator Deployments, the binding, the policies)")
 	fs.DurationVar(&c.ResyncPeriod, "resync-period", DefaultResyncPeriod, "how often every ECK operator and policy is reconciled again, changed or not: the backstop for what no watch sees (the cache holds only the ConfigMaps the guard labelled)")
 	fs.StringVar(&c.BindingName, "auth-delegator-binding", controller.DefaultBindingName, "the one ClusterRoleBinding to system:auth-delegator whose subjects are the guarded operators' ServiceAccounts (the guard's RBAC may update and delete this name only)")
@@ -322,6 +330,9 @@ func NewManagerFor(cfg *rest.Config, o *ServerOptions) (ctrl.Manager, error) {
 		LeaderElection:          o.Controller.LeaderElect,
 		LeaderElectionID:        "eck-metrics-guard.metrics-guard.eck.dev",
 		LeaderElectionNamespace: o.Controller.LeaderElectionNS,
+		LeaseDuration:           setDuration(o.Controller.LeaseDuration),
+		RenewDeadline:           setDuration(o.Controller.RenewDeadline),
+		RetryPeriod:             setDuration(o.Controller.RetryPeriod),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to create the manager: %w", err)
@@ -399,6 +410,14 @@ func setupWebhook(mgr ctrl.Manager, o *ServerOptions, lookup cluster.Lookup, pol
 		}
 	}
 	return nil
+}
+
+// setDuration is d, or nil (controller-runtime's default) when it is not set.
+func setDuration(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &d
 }
 
 // setupControllers registers the operator reconcilers (StatefulSets, Deployments), the
