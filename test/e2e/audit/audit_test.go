@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/api/v1alpha1"
@@ -120,7 +122,16 @@ func TestAudit(t *testing.T) {
 	if code != 0 || !strings.Contains(string(out), "secured") || !strings.Contains(stderr, "the guard is not installed") {
 		t.Errorf("audit -n %s: exit %d\n%s%s", secured, code, out, stderr)
 	}
-	if code, _, stderr := run(t, nil, "audit", "--kubeconfig", env.Kubeconfig, "-o", "xml"); code != 2 || !strings.Contains(stderr, "must be table, json or yaml") {
+	// -o report: the OpenReports Report of each namespace, as the controller keeps them.
+	code, out, stderr = run(t, nil, "audit", "--kubeconfig", env.Kubeconfig, "-n", open, "-o", "report")
+	var rep orv1alpha1.Report
+	if err := yaml.UnmarshalStrict(out, &rep); err != nil || code != 3 {
+		t.Fatalf("-o report: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if rep.Kind != "Report" || rep.Namespace != open || rep.Summary.Fail != 1 || len(rep.Results) != 1 || rep.Results[0].Result != "fail" || rep.Results[0].Policy != audit.OptInPolicy {
+		t.Errorf("-o report: %+v", rep)
+	}
+	if code, _, stderr := run(t, nil, "audit", "--kubeconfig", env.Kubeconfig, "-o", "xml"); code != 2 || !strings.Contains(stderr, "must be table, json, yaml or report") {
 		t.Errorf("-o xml: exit %d: %s", code, stderr)
 	}
 }
