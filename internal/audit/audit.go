@@ -33,6 +33,10 @@ type Finding struct {
 	Guarded bool   `json:"guarded"`
 	Policy  string `json:"policy,omitempty"`
 	Mode    string `json:"mode,omitempty"`
+	// Entitled says whether the opt-in is one the guard may make objects for beyond the
+	// operator's own (the namespace's annotation, a Mutate or Enforce policy): see
+	// policy.Entitled.
+	Entitled bool `json:"entitled"`
 	// Action is what the guard does, or would do once installed, and why.
 	Action string `json:"action"`
 }
@@ -90,6 +94,7 @@ func operator(ctx context.Context, l cluster.Lookup, w cluster.Workload, default
 	if c := in.Coverage; c != nil {
 		f.Policy, f.Mode = c.Policy, string(c.Mode)
 	}
+	f.Entitled, _ = policy.Entitled(in)
 	res, ferr := engine.Secure(in)
 	d := res.Decision
 	switch {

@@ -28,9 +28,11 @@ import (
 )
 
 // ReportReconciler keeps, when the OpenReports CRDs are installed, one Report
-// (openreports.io/v1alpha1, named audit.ReportName) in each namespace with an ECK operator the
-// guard guards or a policy covers: a result per operator, judged by the engine as `audit`
-// judges it (audit.Reports). A namespace left with none loses its Report.
+// (openreports.io/v1alpha1, named audit.ReportName) in each namespace whose ECK operators a
+// policy covers or whose own annotation opts in: a result per operator, judged by the engine
+// as `audit` judges it (audit.Reports). An opt-in on a workload alone makes no Report (the
+// guard creates nothing in a namespace on the word of whoever may write a StatefulSet there:
+// docs/design/20261201-confused-deputy.md). A namespace left with none loses its Report.
 type ReportReconciler struct {
 	Client   client.Client
 	Lookup   cluster.Lookup
@@ -111,7 +113,7 @@ func (r *ReportReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	var reported []audit.Finding
 	for _, f := range findings {
-		if f.Guarded || f.Policy != "" {
+		if f.Policy != "" || f.Guarded && f.Entitled {
 			reported = append(reported, f)
 		}
 	}

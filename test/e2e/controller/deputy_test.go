@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/audit"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/cluster"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/controller"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
@@ -135,6 +137,10 @@ func TestNoConfusedDeputy(t *testing.T) {
 	}
 	if len(services.Items) != 0 {
 		t.Errorf("%d Services created for a workload-only opt-in: %s", len(services.Items), services.Items[0].Name)
+	}
+	// Nor a policy report (the OpenReports CRDs are installed in this suite).
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: audit.ReportName}, &orv1alpha1.Report{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a Report created for a workload-only opt-in: %v", err)
 	}
 	allowed := func(verb, resource string) bool {
 		out, _, _ := env.Kubectl(t, "auth", "can-i", "--as=system:serviceaccount:"+ns+":"+app, verb, resource)
