@@ -188,10 +188,10 @@ func ConfigMapInput(ctx context.Context, l Lookup, namespace string, cm *corev1.
 		if w.Operator.ConfigMapName != cm.Name {
 			continue
 		}
-		if in, err = Input(ctx, l, namespace, w, defaults); err != nil {
+		if in, err = input(ctx, l, namespace, w, defaults, cm); err != nil {
 			return in, false, err
 		}
-		in.ConfigMap, in.ConfigKey = cm, w.Operator.ConfigKey
+		in.ConfigKey = w.Operator.ConfigKey
 		return in, true, nil
 	}
 	key, ok := eck.ConfigKeyOf(cm)
@@ -313,6 +313,18 @@ func guardKeys(m map[string]string) map[string]string {
 
 // Input gathers what policy needs to decide about a workload in namespace.
 func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults policy.Defaults) (policy.Input, error) {
+	return input(ctx, l, namespace, w, defaults, nil)
+}
+
+// input is Input with, if not nil, a ConfigMap under admission: the write's copy, not read
+// again (from the cache, or from the API server for one the cache does not hold).
+func input(ctx context.Context, l Lookup, namespace string, w Workload, defaults policy.Defaults, admitted *corev1.ConfigMap) (policy.Input, error) {
+	read := func(name string) (*corev1.ConfigMap, error) {
+		if admitted != nil && admitted.Name == name {
+			return admitted, nil
+		}
+		return l.ConfigMap(ctx, namespace, name)
+	}
 	w.Operator.Namespace = namespace
 	in := policy.Input{Operator: w.Operator, Template: w.Template, WorkloadAnnotations: w.Annotations, Defaults: defaults}
 	ns, err := l.Namespace(ctx, namespace)
@@ -321,7 +333,7 @@ func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults
 	}
 	ns.Into(&in)
 	if w.Operator.ConfigMapName != "" {
-		if in.ConfigMap, err = l.ConfigMap(ctx, namespace, w.Operator.ConfigMapName); err != nil {
+		if in.ConfigMap, err = read(w.Operator.ConfigMapName); err != nil {
 			return in, err
 		}
 	}
@@ -329,7 +341,7 @@ func Input(ctx context.Context, l Lookup, namespace string, w Workload, defaults
 		if _, done := in.ConfigMaps[name]; done || name == w.Operator.ConfigMapName {
 			continue
 		}
-		cm, err := l.ConfigMap(ctx, namespace, name)
+		cm, err := read(name)
 		if err != nil {
 			return in, err
 		}

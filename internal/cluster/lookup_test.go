@@ -452,3 +452,50 @@ func TestEntitledOnly(t *testing.T) {
 		t.Errorf("namespace not opted in: %v, %v; want nil", got, err)
 	}
 }
+
+// countingLookup counts the ConfigMap reads of the Lookup it wraps.
+type countingLookup struct {
+	Lookup
+	reads map[string]int
+}
+
+func (c countingLookup) ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	c.reads[name]++
+	return c.Lookup.ConfigMap(ctx, namespace, name)
+}
+
+// TestConfigMapInputUsesTheWrite: the webhook decides about a ConfigMap under admission with
+// the write's copy, and does not read it again (from the API server, for one the cache does not
+// hold yet), also where the operator reads it a second time (envFrom).
+func TestConfigMapInputUsesTheWrite(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system"},
+		Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "manager", Image: "docker.elastic.co/eck/eck-operator:3.5.0",
+				Args:         []string{"manager", "--config=/conf/eck.yaml"},
+				EnvFrom:      []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "elastic-operator"}}}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "conf", MountPath: "/conf"}}}},
+			Volumes: []corev1.Volume{{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "elastic-operator"}}}}},
+		}}},
+	}
+	stored := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "elastic-operator", Namespace: "elastic-system"}, Data: map[string]string{"eck.yaml": "metrics-port: 0\n"}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(sts, stored).Build()
+	l := countingLookup{Lookup: CachedLookup{Reader: c}, reads: map[string]int{}}
+	written := stored.DeepCopy()
+	written.Data["eck.yaml"] = "metrics-port: 9000\n"
+	in, ours, err := ConfigMapInput(context.Background(), l, "elastic-system", written, policy.Defaults{})
+	if err != nil || !ours || in.Operator == nil {
+		t.Fatalf("ConfigMapInput = %+v, %v, %v", in, ours, err)
+	}
+	if in.ConfigMap != written || in.ConfigMapGetter()("elastic-operator") != written || in.ConfigMaps["elastic-operator"] != nil && in.ConfigMaps["elastic-operator"] != written {
+		t.Error("the decision reads another copy than the write's")
+	}
+	if l.reads["elastic-operator"] != 0 {
+		t.Errorf("the admitted ConfigMap was read %d times", l.reads["elastic-operator"])
+	}
+}
