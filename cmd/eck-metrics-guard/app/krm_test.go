@@ -257,3 +257,34 @@ func TestKebab(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeKRMExample: the functionConfig README.md shows for kustomize is one the function
+// takes, and means what it says.
+func TestReadmeKRMExample(t *testing.T) {
+	root, err := eckmanifests.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(root + "/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "# overlay/metrics-guard.yaml"
+	readme := string(raw)
+	i := strings.Index(readme, marker)
+	if i < 0 {
+		t.Fatalf("README.md has no %q example", marker)
+	}
+	block := readme[i:]
+	block = block[:strings.Index(block, "```")]
+	o, err := krmRenderOptions(kyaml.MustParse(block))
+	if err != nil {
+		t.Fatalf("README's MetricsGuard: %v\n%s", err, block)
+	}
+	if o.Defaults.Issuer != "metrics-ca" || o.Defaults.IssuerKind != "ClusterIssuer" || o.Defaults.Monitor.Kind != policy.ServiceMonitorKind || o.Defaults.Monitor.Labels["release"] != "kube-prometheus-stack" {
+		t.Errorf("README's MetricsGuard: %+v", o.Defaults)
+	}
+	if !strings.Contains(block, "args: [krm]") {
+		t.Errorf("README's MetricsGuard does not run the krm subcommand:\n%s", block)
+	}
+}
