@@ -11,6 +11,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,7 +74,6 @@ func releaseLifecycle(t *testing.T, h *helmCLI, release, ns string, postRender [
 	common := append([]string{"--namespace", ns}, postRender...)
 	h.run(t, append([]string{"install", release, chart, "--create-namespace", "--set", "installCRDs=false"}, common...)...)
 	t.Cleanup(func() {
-		h.run(t, "uninstall", release, "--namespace", ns)
 		_ = env.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	})
 	assertSecured(t, ns, "")
@@ -87,6 +88,30 @@ func releaseLifecycle(t *testing.T, h *helmCLI, release, ns string, postRender [
 
 	h.run(t, append([]string{"upgrade", release, chart, "--reuse-values", "--set", "config.logVerbosity=2"}, common...)...)
 	assertSecured(t, ns, "log-verbosity: 2")
+
+	// An upgrade without the post-renderer installs what the chart renders: the operator is
+	// open again (no guard runs here), which is why the README says to give every upgrade the
+	// post-renderer. The next one with it secures it again.
+	h.run(t, "upgrade", release, chart, "--reuse-values", "--namespace", ns)
+	o := env.Operator(t, ns)
+	if v, _ := compliance.Check(o.Op, o.Template, func(string) *corev1.ConfigMap { return o.ConfigMap }); v.Secured() {
+		t.Errorf("after helm upgrade without the post-renderer: %s, want it not secured", v)
+	} else {
+		t.Logf("after helm upgrade without the post-renderer: %s", v)
+	}
+	h.run(t, append([]string{"upgrade", release, chart, "--reuse-values"}, common...)...)
+	assertSecured(t, ns, "log-verbosity: 2")
+
+	// The companions belong to the release: helm uninstall removes them with the rest (the
+	// cluster-scoped binding is gone at once; there is no garbage collector here).
+	binding := "eck-metrics-guard:" + ns + ":elastic-operator"
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: binding}, &rbacv1.ClusterRoleBinding{}); err != nil {
+		t.Fatalf("the companion ClusterRoleBinding %s: %v", binding, err)
+	}
+	h.run(t, "uninstall", release, "--namespace", ns)
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: binding}, &rbacv1.ClusterRoleBinding{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the companion ClusterRoleBinding %s after helm uninstall: %v, want it gone", binding, err)
+	}
 }
 
 // assertSecured judges the one ECK operator of ns as stored by the API server: the engine's
