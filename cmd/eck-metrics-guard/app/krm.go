@@ -24,7 +24,7 @@ import (
 
 // KRMKind is the kind of the KRM function's own functionConfig (apiVersion
 // metrics-guard.eck.dev/v1alpha1); a ConfigMap's data works too. It is never applied to a
-// cluster: kustomize and kpt only hand it to the function.
+// cluster: kustomize only hands it to the function.
 const KRMKind = "MetricsGuard"
 
 // krmOptions are the inject flags a functionConfig may set: a ConfigMap's data key is the
@@ -40,7 +40,7 @@ var krmOptions = []string{
 func newKRMCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "krm",
-		Short: "Run as a KRM function (kustomize exec transformer, kpt): secure the ECK operators of the ResourceList read on standard input",
+		Short: "Run as a KRM function (a kustomize exec transformer): secure the ECK operators of the ResourceList read on standard input",
 		Long: `krm reads a KRM ResourceList on standard input, secures every ECK operator among its
 items as inject does, and writes the ResourceList on standard output: the items it does
 not change exactly as read (unknown fields and comments kept), the changed ones with
