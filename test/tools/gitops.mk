@@ -29,7 +29,7 @@ helm4: $(HELM4) ## Build Helm 4 (pinned in test/tools/helm4/go.mod) into LOCALBI
 kustomize: $(KUSTOMIZE) ## Build kustomize (pinned in test/tools/kustomize/go.mod) into LOCALBIN (./bin).
 
 $(HELM4): $(GITOPS_TOOLS_DIR)/helm4/go.mod $(GITOPS_TOOLS_DIR)/helm4/go.sum
-	@echo "building helm $(HELM4_VERSION) from source (about 2 minutes after helm 3, 5 cold)..."
+	@echo "building helm $(HELM4_VERSION) from source (3 to 5 minutes cold; docs/benchmarks.md)..."
 	@mkdir -p $(dir $@)
 	cd $(GITOPS_TOOLS_DIR)/helm4 && CGO_ENABLED=0 go build -trimpath -o $@ -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM4_VERSION)" helm.sh/helm/v4/cmd/helm
 
