@@ -15,6 +15,7 @@ include test/tools/eck.mk
 include test/tools/prometheus.mk
 include test/tools/packaging.mk
 include test/tools/eckcharts.mk
+include test/tools/gitops.mk
 include test/tools/demo.mk
 include test/tools/vuln.mk
 
@@ -61,7 +62,7 @@ NO_SKIPS  = $(GO_MODULE)/test/
 
 # The pinned binaries make test needs, built once into ./bin. The longest build first, so that
 # `make -j2 test-tools` (what .ci/run does on a cold machine) starts it at once.
-TEST_TOOLS = prometheus controlplane cert-manager eck-operator prometheus-operator helm gotestsum
+TEST_TOOLS = prometheus controlplane cert-manager eck-operator prometheus-operator helm helm4 kustomize gotestsum
 
 .PHONY: test-tools
 test-tools: $(TEST_TOOLS) ## Build every pinned binary make test needs into ./bin (make -j2 test-tools builds two at a time).

@@ -68,6 +68,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newInjectCommand(),
 		newDiffCommand(),
 		newAuditCommand(),
+		newKRMCommand(),
 		newVersionCommand(),
 		newServerCommand(),
 	)

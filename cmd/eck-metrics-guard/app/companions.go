@@ -18,6 +18,9 @@ func addCompanionFlags(fs *pflag.FlagSet, d *policy.Defaults, monitor bool) {
 	}
 	fs.StringVar(&d.Monitor.Kind, "monitor", d.Monitor.Kind, "monitor for Prometheus written for each secured operator: ServiceMonitor, PodMonitor (needs --scrape-token-secret) or none (the server: when the Prometheus Operator's CRDs are installed; metrics-guard.eck.dev/monitor)")
 	fs.Var((*serviceMonitorFlag)(&d.Monitor), "service-monitor", "shorthand: true is --monitor=ServiceMonitor, false is --monitor=none")
+	// pflag reads IsBoolFlag only for flags from the standard library: say it here, so that
+	// --service-monitor stands alone as the README writes it.
+	fs.Lookup("service-monitor").NoOptDefVal = "true"
 	fs.StringToStringVar(&d.Monitor.Labels, "monitor-labels", nil, "extra labels on the monitor, e.g. release=kube-prometheus-stack (metrics-guard.eck.dev/monitor-labels)")
 	fs.StringToStringVar(&d.Monitor.Annotations, "monitor-annotations", nil, "extra annotations on the monitor (metrics-guard.eck.dev/monitor-annotations)")
 	fs.StringVar(&d.Monitor.Interval, "scrape-interval", "", "the monitor's scrape interval, a Prometheus duration; empty is Prometheus's (metrics-guard.eck.dev/scrape-interval)")
