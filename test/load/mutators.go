@@ -217,6 +217,7 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		lat        []time.Duration
 		roundP50   []time.Duration
 		api, self  time.Duration
+		adm        admissionSums
 		reached    float64
 		unmutated  int
 		firstError error
@@ -232,9 +233,11 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 			}
 			t := res[via]
 			ns := mutatorNamespace(via)
+			m0 := admissionMetrics(ctx, env)
 			a0, s0, r0 := cpuOr0(apiPID)+cpuOr0(etcdPID), cpuOr0(os.Getpid()), webhookRequests()
 			d, names, err := eckCreates(ctx, c, sts[via], n, &seq)
 			a1, s1, r1 := cpuOr0(apiPID)+cpuOr0(etcdPID), cpuOr0(os.Getpid()), webhookRequests()
+			t.adm.add(admissionMetrics(ctx, env).minus(m0))
 			if err != nil && t.firstError == nil {
 				t.firstError = err
 			}
@@ -283,6 +286,20 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		if t.unmutated > 0 {
 			fmt.Printf("\n%s: %d of the sampled stored objects not as the variant writes them\n", names[via], t.unmutated)
 		}
+	}
+	fmt.Println("\nWhere the time goes, from the API server's own histograms (time per create over the batches, wall):")
+	fmt.Println()
+	fmt.Println("| variant | mutating admission step (`apiserver_admission_step_admission_duration_seconds`, admit) | the MutatingAdmissionPolicy plugin (`apiserver_admission_controller_admission_duration_seconds`) | the guard's webhook call (`apiserver_admission_webhook_admission_duration_seconds`) | request, all of it (`apiserver_request_duration_seconds`, POST statefulsets) |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, via := range variants {
+		a := res[via].adm
+		mean := func(sum, count float64) string { // per create, and the number of calls
+			if count == 0 || a.requestN == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f ms (%.0f calls)", 1000*sum/a.requestN, count)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", names[via], mean(a.step, a.stepN), mean(a.policy, a.policyN), mean(a.webhook, a.webhookN), mean(a.request, a.requestN))
 	}
 	if apiPID == 0 || etcdPID == 0 {
 		fmt.Println("\n(kube-apiserver or etcd not found among this process's children: their CPU is not counted)")
@@ -507,4 +524,66 @@ func cpuOr0(pid int) time.Duration {
 	}
 	d, _ := cpuOf(pid)
 	return d
+}
+
+// admissionSums are the sums and counts of the API server's admission histograms that
+// matter here.
+type admissionSums struct {
+	step, stepN, policy, policyN, webhook, webhookN, request, requestN float64
+}
+
+func (a *admissionSums) add(b admissionSums) {
+	a.step, a.stepN, a.policy, a.policyN = a.step+b.step, a.stepN+b.stepN, a.policy+b.policy, a.policyN+b.policyN
+	a.webhook, a.webhookN, a.request, a.requestN = a.webhook+b.webhook, a.webhookN+b.webhookN, a.request+b.request, a.requestN+b.requestN
+}
+
+func (a admissionSums) minus(b admissionSums) admissionSums {
+	return admissionSums{a.step - b.step, a.stepN - b.stepN, a.policy - b.policy, a.policyN - b.policyN,
+		a.webhook - b.webhook, a.webhookN - b.webhookN, a.request - b.request, a.requestN - b.requestN}
+}
+
+// admissionMetrics reads them from the API server's /metrics: the mutating admission step,
+// the MutatingAdmissionPolicy plugin and the guard's workload webhook (type admit), and the
+// whole of the StatefulSet creates (apiserver_request_duration_seconds, POST statefulsets).
+func admissionMetrics(ctx context.Context, env *framework.Env) admissionSums {
+	var a admissionSums
+	raw, err := env.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: reading the API server's metrics:", err)
+		return a
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, rest, ok := strings.Cut(line, "{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err != nil {
+			continue
+		}
+		has := func(l string) bool { return strings.Contains(","+labels+",", ","+l+",") }
+		switch {
+		case name == "apiserver_admission_step_admission_duration_seconds_sum" && has(`type="admit"`):
+			a.step += v
+		case name == "apiserver_admission_step_admission_duration_seconds_count" && has(`type="admit"`):
+			a.stepN += v
+		case name == "apiserver_admission_controller_admission_duration_seconds_sum" && has(`name="MutatingAdmissionPolicy"`) && has(`type="admit"`):
+			a.policy += v
+		case name == "apiserver_admission_controller_admission_duration_seconds_count" && has(`name="MutatingAdmissionPolicy"`) && has(`type="admit"`):
+			a.policyN += v
+		case name == "apiserver_admission_webhook_admission_duration_seconds_sum" && has(`name="workloads.metrics-guard.eck.dev"`) && has(`type="admit"`):
+			a.webhook += v
+		case name == "apiserver_admission_webhook_admission_duration_seconds_count" && has(`name="workloads.metrics-guard.eck.dev"`) && has(`type="admit"`):
+			a.webhookN += v
+		case name == "apiserver_request_duration_seconds_sum" && has(`verb="POST"`) && has(`resource="statefulsets"`):
+			a.request += v
+		case name == "apiserver_request_duration_seconds_count" && has(`verb="POST"`) && has(`resource="statefulsets"`):
+			a.requestN += v
+		}
+	}
+	return a
 }
