@@ -28,26 +28,27 @@ import (
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
-// The three ways an ECK StatefulSet create goes through the API server in eckMutators.
+// The ways an ECK StatefulSet create goes through the API server in eckMutators.
 const (
-	viaNone   = "none"   // nothing registered
-	viaPolicy = "policy" // the in-tree MutatingAdmissionPolicy and its binding
-	viaGuard  = "guard"  // the guard's webhook configuration, the guard in this process
+	viaNone   = "none"      // nothing registered
+	viaPolicy = "policy"    // the in-tree MutatingAdmissionPolicy (ApplyConfiguration) and its binding
+	viaPatch  = "jsonpatch" // the same as a JSONPatch policy
+	viaGuard  = "guard"     // the guard's webhook configuration, the guard in this process
 )
 
 // mutatorNamespace is where each variant's StatefulSets are created.
 func mutatorNamespace(via string) string { return "eck-" + via }
 
 // eckMutators measures ECK StatefulSet creates through a real kube-apiserver (the test
-// control plane of `make controlplane`) three ways, each in a namespace of its own: with
-// nothing registered, with an in-tree MutatingAdmissionPolicy (admissionregistration.k8s.io/v1,
-// ApplyConfiguration) and its binding making the pod-template change the guard makes, and
-// with the guard's webhook configuration (config/webhook), the guard running in this process
-// with its controller off. Only one of the two mutators is registered at a time, and a
-// dry-run create proves each switch has reached the API server before a batch starts. n
-// creates per variant per round, two at a time, rounds rounds, the order of the variants
-// rotating from round to round. Before measuring, the policy's result is compared with the
-// guard's (the pod templates of a dry-run create through each, defaulted by the API server).
+// control plane of `make controlplane`) four ways, each in a namespace of its own: with
+// nothing registered; with an in-tree MutatingAdmissionPolicy (admissionregistration.k8s.io/v1)
+// and its binding making the pod-template change the guard makes, as an ApplyConfiguration,
+// then as JSONPatch; and with the guard's webhook configuration (config/webhook), the guard
+// running in this process with its controller off. At most one mutator is registered at a
+// time, and dry-run creates prove each switch has reached the API server before a batch
+// starts. n creates per variant per round, two at a time, rounds rounds, the order of the
+// variants rotating from round to round. Before measuring, each policy's result is compared
+// with the guard's (the pod templates of dry-run creates, defaulted by the API server).
 func eckMutators(ctx context.Context, n, rounds int) error {
 	logf.SetLogger(logr.Discard()) // the guard's logs: not what is measured
 	webhooks, err := framework.WebhookConfigPath()
@@ -103,12 +104,13 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 	// shows whether the policy alone is registered), and eck-policy names the TLS Secret as
 	// eck-guard does, for the policy to read.
 	sts := map[string]*appsv1.StatefulSet{}
-	for _, via := range []string{viaNone, viaPolicy, viaGuard} {
+	variants := []string{viaNone, viaPolicy, viaPatch, viaGuard}
+	for _, via := range variants {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mutatorNamespace(via)}}
 		switch via {
 		case viaGuard:
 			ns.Annotations = map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "eck-metrics-tls"}
-		case viaPolicy:
+		case viaPolicy, viaPatch:
 			ns.Annotations = map[string]string{keys.AnnotationTLSSecret: "eck-metrics-tls"}
 			ns.Labels = map[string]string{keys.LabelExclude: "true"}
 		default:
@@ -141,20 +143,33 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 	if !hasMetricsPort(guarded) {
 		return fmt.Errorf("the guard did not secure the ECK StatefulSet in %s", mutatorNamespace(viaGuard))
 	}
-	pol, bind, err := equivalentPolicy(guarded, mutatorNamespace(viaPolicy))
-	if err != nil {
-		return err
-	}
+	policies := map[string][]client.Object{}
 	fmt.Printf("\n### The guard's change to the ECK 3.5.0 StatefulSet (dry-run create, %s)\n\n", mutatorNamespace(viaGuard))
 	fmt.Println(templateChange(&plain.Spec.Template, &guarded.Spec.Template))
-	fmt.Printf("The MutatingAdmissionPolicy making it (ApplyConfiguration):\n\n```\n%s\n```\n\n", pol.Spec.Mutations[0].ApplyConfiguration.Expression)
+	for via, pt := range map[string]admissionregistrationv1.PatchType{viaPolicy: admissionregistrationv1.PatchTypeApplyConfiguration, viaPatch: admissionregistrationv1.PatchTypeJSONPatch} {
+		pol, bind, err := equivalentPolicy(guarded, mutatorNamespace(via), pt)
+		if err != nil {
+			return err
+		}
+		policies[via] = []client.Object{pol, bind}
+	}
+	for _, via := range []string{viaPolicy, viaPatch} {
+		m := policies[via][0].(*admissionregistrationv1.MutatingAdmissionPolicy).Spec.Mutations[0]
+		expr := ""
+		if m.ApplyConfiguration != nil {
+			expr = m.ApplyConfiguration.Expression
+		} else {
+			expr = m.JSONPatch.Expression
+		}
+		fmt.Printf("The MutatingAdmissionPolicy making it (%s):\n\n```\n%s\n```\n\n", m.PatchType, expr)
+	}
 
 	state := viaGuard
 	set := func(via string) error {
 		if via == state {
 			return nil
 		}
-		wantGuard, wantPolicy := via == viaGuard, via == viaPolicy
+		wantGuard := via == viaGuard
 		for _, w := range saved {
 			if wantGuard {
 				err = c.Create(ctx, w.DeepCopy())
@@ -165,28 +180,30 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 				return err
 			}
 		}
-		for _, o := range []client.Object{pol, bind} {
-			if wantPolicy {
-				err = c.Create(ctx, o.DeepCopyObject().(client.Object))
-			} else {
-				err = client.IgnoreNotFound(c.Delete(ctx, o.DeepCopyObject().(client.Object)))
-			}
-			if err != nil && !(wantPolicy && apierrors.IsAlreadyExists(err)) {
-				return err
+		for pv, objs := range policies {
+			for _, o := range objs {
+				if pv == via {
+					err = c.Create(ctx, o.DeepCopyObject().(client.Object))
+				} else {
+					err = client.IgnoreNotFound(c.Delete(ctx, o.DeepCopyObject().(client.Object)))
+				}
+				if err != nil && !(pv == via && apierrors.IsAlreadyExists(err)) {
+					return err
+				}
 			}
 		}
 		// The API server sees configurations through informers: wait until a dry-run create
 		// in each mutator's namespace is mutated exactly when that mutator is registered.
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			g, err := dryRun(viaGuard)
-			if err != nil {
-				return err
+			ok := true
+			for _, mv := range []string{viaGuard, viaPolicy, viaPatch} {
+				s, err := dryRun(mv)
+				if err != nil {
+					return err
+				}
+				ok = ok && hasMetricsPort(s) == (mv == via)
 			}
-			p, err := dryRun(viaPolicy)
-			if err != nil {
-				return err
-			}
-			if hasMetricsPort(g) == wantGuard && hasMetricsPort(p) == wantPolicy {
+			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -198,18 +215,21 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		return nil
 	}
 
-	// The policy's result against the guard's.
-	if err := set(viaPolicy); err != nil {
-		return err
-	}
-	byPolicy, err := dryRun(viaPolicy)
-	if err != nil {
-		return err
-	}
-	if reflect.DeepEqual(byPolicy.Spec.Template, guarded.Spec.Template) {
-		fmt.Println("The policy's pod template equals the guard's (dry-run creates, defaulted, compared whole): **identical**.")
-	} else {
-		fmt.Printf("**The policy's pod template differs from the guard's**:\n\n%s\n", templateChange(&guarded.Spec.Template, &byPolicy.Spec.Template))
+	// The policies' results against the guard's.
+	kind := map[string]string{viaPolicy: "ApplyConfiguration", viaPatch: "JSONPatch"}
+	for _, via := range []string{viaPolicy, viaPatch} {
+		if err := set(via); err != nil {
+			return err
+		}
+		byPolicy, err := dryRun(via)
+		if err != nil {
+			return err
+		}
+		if reflect.DeepEqual(byPolicy.Spec.Template, guarded.Spec.Template) {
+			fmt.Printf("The %s policy's pod template equals the guard's (dry-run creates, defaulted, compared whole): **identical**.\n", kind[via])
+		} else {
+			fmt.Printf("**The %s policy's pod template differs from the guard's**:\n\n%s\n", kind[via], templateChange(&guarded.Spec.Template, &byPolicy.Spec.Template))
+		}
 	}
 
 	apiPID, etcdPID := childPID("kube-apiserver"), childPID("etcd")
@@ -222,8 +242,7 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		unmutated  int
 		firstError error
 	}
-	res := map[string]*tally{viaNone: {}, viaPolicy: {}, viaGuard: {}}
-	variants := []string{viaNone, viaPolicy, viaGuard}
+	res := map[string]*tally{viaNone: {}, viaPolicy: {}, viaPatch: {}, viaGuard: {}}
 	seq := 0
 	for round := range rounds {
 		for i := range variants {
@@ -259,11 +278,11 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		}
 	}
 
-	fmt.Printf("\n### ECK StatefulSet creates through kube-apiserver: none / MutatingAdmissionPolicy / the guard (%d rounds of %d each, alternating)\n\n", rounds, n)
+	fmt.Printf("\n### ECK StatefulSet creates through kube-apiserver: none / MutatingAdmissionPolicy (ApplyConfiguration, JSONPatch) / the guard (%d rounds of %d each, alternating)\n\n", rounds, n)
 	fmt.Println("| variant | creates | p50 / p90 / p99 / max ms | **p50 vs none** | **p99 vs none** | p50 by round ms | API server + etcd CPU per create | this process's CPU per create (client, guard in process) | reached the guard |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	floor := quantiles(res[viaNone].lat)
-	names := map[string]string{viaNone: "(a) no mutation", viaPolicy: "(b) MutatingAdmissionPolicy", viaGuard: "(c) the guard (webhook)"}
+	names := map[string]string{viaNone: "(a) no mutation", viaPolicy: "(b) MutatingAdmissionPolicy, ApplyConfiguration", viaPatch: "(b') MutatingAdmissionPolicy, JSONPatch", viaGuard: "(c) the guard (webhook)"}
 	for _, via := range variants {
 		t := res[via]
 		q := quantiles(t.lat)
@@ -314,7 +333,7 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 // the guard's matchCondition), and the metrics-hash annotation of the pod template. The port,
 // mount path and hash are the guard's, read from guarded: a policy cannot parse eck.yaml, pick
 // a free port or compute the guard's digest of the settings.
-func equivalentPolicy(guarded *appsv1.StatefulSet, ns string) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding, error) {
+func equivalentPolicy(guarded *appsv1.StatefulSet, ns string, pt admissionregistrationv1.PatchType) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding, error) {
 	hash := guarded.Spec.Template.Annotations[keys.AnnotationMetricsHash]
 	var port *corev1.ContainerPort
 	var mount *corev1.VolumeMount
@@ -354,9 +373,43 @@ func equivalentPolicy(guarded *appsv1.StatefulSet, ns string) (*admissionregistr
     }
   }
 }`, keys.AnnotationMetricsHash, hash, keys.PortName, port.ContainerPort, string(port.Protocol), keys.VolumeName, mount.MountPath, keys.VolumeName)
+	// The same as JSON patches, each one only where its item is missing (as the guard
+	// upserts by name).
+	portV := fmt.Sprintf(`Object.spec.template.spec.containers.ports{name: %q, containerPort: %d, protocol: %q}`, keys.PortName, port.ContainerPort, string(port.Protocol))
+	mountV := fmt.Sprintf(`Object.spec.template.spec.containers.volumeMounts{name: %q, mountPath: %q, readOnly: true}`, keys.VolumeName, mount.MountPath)
+	volumeV := fmt.Sprintf(`Object.spec.template.spec.volumes{name: %q, secret: Object.spec.template.spec.volumes.secret{secretName: variables.secret}}`, keys.VolumeName)
+	patch := fmt.Sprintf(`(has(object.spec.template.metadata.annotations) ?
+  [JSONPatch{op: "add", path: "/spec/template/metadata/annotations/" + jsonpatch.escapeKey(%[1]q), value: %[2]q}] :
+  [JSONPatch{op: "add", path: "/spec/template/metadata/annotations", value: {%[1]q: %[2]q}}]) +
+(!has(variables.container.ports) ? [JSONPatch{op: "add", path: variables.path + "/ports", value: [%[3]s]}] :
+  variables.container.ports.exists(p, p.name == %[4]q) ? [] : [JSONPatch{op: "add", path: variables.path + "/ports/-", value: %[3]s}]) +
+(!has(variables.container.volumeMounts) ? [JSONPatch{op: "add", path: variables.path + "/volumeMounts", value: [%[5]s]}] :
+  variables.container.volumeMounts.exists(m, m.name == %[6]q) ? [] : [JSONPatch{op: "add", path: variables.path + "/volumeMounts/-", value: %[5]s}]) +
+(!has(object.spec.template.spec.volumes) ? [JSONPatch{op: "add", path: "/spec/template/spec/volumes", value: [%[7]s]}] :
+  object.spec.template.spec.volumes.exists(v, v.name == %[6]q) ? [] : [JSONPatch{op: "add", path: "/spec/template/spec/volumes/-", value: %[7]s}])`,
+		keys.AnnotationMetricsHash, hash, portV, keys.PortName, mountV, keys.VolumeName, volumeV)
+	variables := []admissionregistrationv1.Variable{
+		{Name: "eck", Expression: `object.spec.template.spec.containers.filter(c, ` + isECK + `)[0].name`},
+		{Name: "secret", Expression: fmt.Sprintf(`namespaceObject.metadata.annotations[%q]`, keys.AnnotationTLSSecret)},
+	}
+	mutation := admissionregistrationv1.Mutation{PatchType: pt}
+	name := "eck-metrics-apply"
+	switch pt {
+	case admissionregistrationv1.PatchTypeApplyConfiguration:
+		mutation.ApplyConfiguration = &admissionregistrationv1.ApplyConfiguration{Expression: apply}
+	case admissionregistrationv1.PatchTypeJSONPatch:
+		name = "eck-metrics-jsonpatch"
+		mutation.JSONPatch = &admissionregistrationv1.JSONPatch{Expression: patch}
+		variables = append(variables[1:],
+			admissionregistrationv1.Variable{Name: "index", Expression: `object.spec.template.spec.containers.map(c, ` + isECK + `).indexOf(true)`},
+			admissionregistrationv1.Variable{Name: "container", Expression: `object.spec.template.spec.containers[variables.index]`},
+			admissionregistrationv1.Variable{Name: "path", Expression: `"/spec/template/spec/containers/" + string(variables.index)`})
+	default:
+		return nil, nil, fmt.Errorf("patch type %q", pt)
+	}
 	ignore := admissionregistrationv1.Ignore
 	pol := &admissionregistrationv1.MutatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "eck-metrics"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
@@ -367,18 +420,14 @@ func equivalentPolicy(guarded *appsv1.StatefulSet, ns string) (*admissionregistr
 			// The guard's own matchCondition (config/webhook).
 			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "runs-the-eck-operator",
 				Expression: `[object, oldObject].exists(o, o != null && (o.spec.template.spec.containers + (has(o.spec.template.spec.initContainers) ? o.spec.template.spec.initContainers : [])).exists(c, ` + isECK + `))`}},
-			Variables: []admissionregistrationv1.Variable{
-				{Name: "eck", Expression: `object.spec.template.spec.containers.filter(c, ` + isECK + `)[0].name`},
-				{Name: "secret", Expression: fmt.Sprintf(`namespaceObject.metadata.annotations[%q]`, keys.AnnotationTLSSecret)},
-			},
-			Mutations: []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeApplyConfiguration,
-				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: apply}}},
+			Variables:          variables,
+			Mutations:          []admissionregistrationv1.Mutation{mutation},
 			FailurePolicy:      &ignore, // as the guard's
 			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
 		},
 	}
 	bind := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "eck-metrics"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: pol.Name,
 			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
 				MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}}},

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -13,7 +14,7 @@ import (
 func TestEquivalentPolicy(t *testing.T) {
 	plain := &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "manager", Image: "docker.elastic.co/eck/eck-operator:3.5.0"}}}}}}
-	if _, _, err := equivalentPolicy(plain, "ns"); err == nil {
+	if _, _, err := equivalentPolicy(plain, "ns", admissionregistrationv1.PatchTypeApplyConfiguration); err == nil {
 		t.Fatal("a StatefulSet the guard did not change: want an error")
 	}
 	if got := templateChange(&plain.Spec.Template, &plain.Spec.Template); got != "* nothing\n" {
@@ -26,7 +27,7 @@ func TestEquivalentPolicy(t *testing.T) {
 	c.Ports = []corev1.ContainerPort{{Name: keys.PortName, ContainerPort: 8081, Protocol: corev1.ProtocolTCP}}
 	c.VolumeMounts = []corev1.VolumeMount{{Name: keys.VolumeName, MountPath: "/certs", ReadOnly: true}}
 	tmpl.Spec.Volumes = []corev1.Volume{{Name: keys.VolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s"}}}}
-	pol, bind, err := equivalentPolicy(guarded, "ns")
+	pol, bind, err := equivalentPolicy(guarded, "ns", admissionregistrationv1.PatchTypeApplyConfiguration)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +39,13 @@ func TestEquivalentPolicy(t *testing.T) {
 	}
 	if bind.Spec.PolicyName != pol.Name || bind.Spec.MatchResources.NamespaceSelector.MatchLabels[corev1.LabelMetadataName] != "ns" {
 		t.Errorf("binding %+v", bind.Spec)
+	}
+	pol, _, err = equivalentPolicy(guarded, "ns", admissionregistrationv1.PatchTypeJSONPatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pol.Spec.Mutations[0].JSONPatch; p == nil || !strings.Contains(p.Expression, `"/ports/-"`) {
+		t.Errorf("the JSONPatch policy: %+v", pol.Spec.Mutations[0])
 	}
 	change := templateChange(&plain.Spec.Template, tmpl)
 	for _, want := range []string{keys.AnnotationMetricsHash, "ports", "volumeMounts", "volumes"} {
