@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,22 +22,28 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/eck-metrics-guard/eck-metrics-guard/cmd/eck-metrics-guard/app"
 	"github.com/eck-metrics-guard/eck-metrics-guard/internal/keys"
+	"github.com/eck-metrics-guard/eck-metrics-guard/internal/serving"
 	"github.com/eck-metrics-guard/eck-metrics-guard/test/e2e/framework"
 )
 
 // The ways an ECK StatefulSet create goes through the API server in eckMutators.
 const (
-	viaNone   = "none"      // nothing registered
-	viaPolicy = "policy"    // the in-tree MutatingAdmissionPolicy (ApplyConfiguration) and its binding
-	viaPatch  = "jsonpatch" // the same as a JSONPatch policy
-	viaGuard  = "guard"     // the guard's webhook configuration, the guard in this process
+	viaNone   = "none"       // nothing registered
+	viaPolicy = "policy"     // the in-tree MutatingAdmissionPolicy (ApplyConfiguration) and its binding
+	viaPatch  = "jsonpatch"  // the same as a JSONPatch policy
+	viaNull   = "null"       // a webhook that allows everything, on the guard's server stack, in this process
+	viaGuard  = "guard"      // the guard's webhook configuration, the guard in this process
+	viaCold   = "guard-cold" // the same, the operator's ConfigMap not labelled (so not in the guard's cache)
 )
 
 // mutatorNamespace is where each variant's StatefulSets are created.
@@ -104,11 +114,11 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 	// shows whether the policy alone is registered), and eck-policy names the TLS Secret as
 	// eck-guard does, for the policy to read.
 	sts := map[string]*appsv1.StatefulSet{}
-	variants := []string{viaNone, viaPolicy, viaPatch, viaGuard}
+	variants := []string{viaNone, viaPolicy, viaPatch, viaNull, viaGuard, viaCold}
 	for _, via := range variants {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mutatorNamespace(via)}}
 		switch via {
-		case viaGuard:
+		case viaGuard, viaCold:
 			ns.Annotations = map[string]string{keys.AnnotationSecure: "true", keys.AnnotationTLSSecret: "eck-metrics-tls"}
 		case viaPolicy, viaPatch:
 			ns.Annotations = map[string]string{keys.AnnotationTLSSecret: "eck-metrics-tls"}
@@ -122,12 +132,38 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		if sts[via], err = operatorIn(ctx, c, ns.Name); err != nil {
 			return err
 		}
+		if via == viaCold {
+			continue
+		}
+		// As the guard's controller labels a guarded operator's config (it is off here), so
+		// that the guard's cache holds it; the captured ConfigMap is the secured one, which
+		// the guard's ConfigMap webhook leaves as it is.
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "elastic-operator"}}
+		if err := c.Patch(ctx, cm, client.RawPatch(types.MergePatchType,
+			[]byte(fmt.Sprintf(`{"metadata":{"labels":{%q:"elastic-operator"}}}`, keys.LabelConfigOf)))); err != nil {
+			return err
+		}
+	}
+	// mechanism is what via registers.
+	mechanism := func(via string) string {
+		if via == viaCold {
+			return viaGuard
+		}
+		return via
 	}
 	dryRun := func(via string) (*appsv1.StatefulSet, error) {
 		s := sts[via].DeepCopy()
 		s.Name = "eck-dry-run"
 		err := c.Create(ctx, s, client.DryRunAll)
 		return s, err
+	}
+
+	// The null webhook: the guard's workload webhook (its rules and matchConditions) pointed
+	// at a handler that allows everything, on the guard's server (serving.WebhookServer),
+	// in this process too, for eck-null only.
+	nullCfg, nullCalls, err := startNullWebhook(ctx, env, saved, mutatorNamespace(viaNull))
+	if err != nil {
+		return err
 	}
 
 	// What the guard does (registered by New): the template it returns, against the one
@@ -166,6 +202,7 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 
 	state := viaGuard
 	set := func(via string) error {
+		via = mechanism(via)
 		if via == state {
 			return nil
 		}
@@ -179,6 +216,14 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 			if err != nil && !(wantGuard && apierrors.IsAlreadyExists(err)) {
 				return err
 			}
+		}
+		if via == viaNull {
+			err = c.Create(ctx, nullCfg.DeepCopy())
+		} else {
+			err = client.IgnoreNotFound(c.Delete(ctx, nullCfg.DeepCopy()))
+		}
+		if err != nil && !(via == viaNull && apierrors.IsAlreadyExists(err)) {
+			return err
 		}
 		for pv, objs := range policies {
 			for _, o := range objs {
@@ -196,13 +241,18 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		// in each mutator's namespace is mutated exactly when that mutator is registered.
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			ok := true
-			for _, mv := range []string{viaGuard, viaPolicy, viaPatch} {
+			for _, mv := range []string{viaGuard, viaCold, viaPolicy, viaPatch} {
 				s, err := dryRun(mv)
 				if err != nil {
 					return err
 				}
-				ok = ok && hasMetricsPort(s) == (mv == via)
+				ok = ok && hasMetricsPort(s) == (mechanism(mv) == via)
 			}
+			before := nullCalls.Load()
+			if _, err := dryRun(viaNull); err != nil {
+				return err
+			}
+			ok = ok && (nullCalls.Load() > before) == (via == viaNull)
 			if ok {
 				break
 			}
@@ -238,11 +288,16 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 		roundP50   []time.Duration
 		api, self  time.Duration
 		adm        admissionSums
+		cmCache    float64
+		cmAPI      float64
 		reached    float64
 		unmutated  int
 		firstError error
 	}
-	res := map[string]*tally{viaNone: {}, viaPolicy: {}, viaPatch: {}, viaGuard: {}}
+	res := map[string]*tally{}
+	for _, v := range variants {
+		res[v] = &tally{}
+	}
 	seq := 0
 	for round := range rounds {
 		for i := range variants {
@@ -254,8 +309,11 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 			ns := mutatorNamespace(via)
 			m0 := admissionMetrics(ctx, env)
 			a0, s0, r0 := cpuOr0(apiPID)+cpuOr0(etcdPID), cpuOr0(os.Getpid()), webhookRequests()
+			cm0, api0 := guardCounter("eck_metrics_guard_configmap_reads_total", "source", "cache"), guardCounter("eck_metrics_guard_configmap_reads_total", "source", "api")
 			d, names, err := eckCreates(ctx, c, sts[via], n, &seq)
 			a1, s1, r1 := cpuOr0(apiPID)+cpuOr0(etcdPID), cpuOr0(os.Getpid()), webhookRequests()
+			t.cmCache += guardCounter("eck_metrics_guard_configmap_reads_total", "source", "cache") - cm0
+			t.cmAPI += guardCounter("eck_metrics_guard_configmap_reads_total", "source", "api") - api0
 			t.adm.add(admissionMetrics(ctx, env).minus(m0))
 			if err != nil && t.firstError == nil {
 				t.firstError = err
@@ -271,18 +329,18 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &got); err != nil {
 					return err
 				}
-				if hasMetricsPort(&got) != (via != viaNone) {
+				if hasMetricsPort(&got) != (via != viaNone && via != viaNull) {
 					t.unmutated++
 				}
 			}
 		}
 	}
 
-	fmt.Printf("\n### ECK StatefulSet creates through kube-apiserver: none / MutatingAdmissionPolicy (ApplyConfiguration, JSONPatch) / the guard (%d rounds of %d each, alternating)\n\n", rounds, n)
-	fmt.Println("| variant | creates | p50 / p90 / p99 / max ms | **p50 vs none** | **p99 vs none** | p50 by round ms | API server + etcd CPU per create | this process's CPU per create (client, guard in process) | reached the guard |")
+	fmt.Printf("\n### ECK StatefulSet creates through kube-apiserver: none / MutatingAdmissionPolicy (ApplyConfiguration, JSONPatch) / null webhook / the guard (%d rounds of %d each, alternating)\n\n", rounds, n)
+	fmt.Println("| variant | creates | p50 / p90 / p99 / max ms | **p50 vs none** | **p99 vs none** | p50 by round ms | API server + etcd CPU per create | this process's CPU per create (client, guard in process) | reached a webhook |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	floor := quantiles(res[viaNone].lat)
-	names := map[string]string{viaNone: "(a) no mutation", viaPolicy: "(b) MutatingAdmissionPolicy, ApplyConfiguration", viaPatch: "(b') MutatingAdmissionPolicy, JSONPatch", viaGuard: "(c) the guard (webhook)"}
+	names := map[string]string{viaNone: "(a) no mutation", viaPolicy: "(b) MutatingAdmissionPolicy, ApplyConfiguration", viaPatch: "(b') MutatingAdmissionPolicy, JSONPatch", viaNull: "(d) null webhook (allows, no patch)", viaGuard: "(c) the guard (webhook)", viaCold: "(c') the guard, ConfigMap read from the API server"}
 	for _, via := range variants {
 		t := res[via]
 		q := quantiles(t.lat)
@@ -308,7 +366,7 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 	}
 	fmt.Println("\nWhere the time goes, from the API server's own histograms (time per create over the batches, wall):")
 	fmt.Println()
-	fmt.Println("| variant | mutating admission step (`apiserver_admission_step_admission_duration_seconds`, admit) | the MutatingAdmissionPolicy plugin (`apiserver_admission_controller_admission_duration_seconds`) | the guard's webhook call (`apiserver_admission_webhook_admission_duration_seconds`) | request, all of it (`apiserver_request_duration_seconds`, POST statefulsets) |")
+	fmt.Println("| variant | mutating admission step (`apiserver_admission_step_admission_duration_seconds`, admit) | the MutatingAdmissionPolicy plugin (`apiserver_admission_controller_admission_duration_seconds`) | the webhook call (`apiserver_admission_webhook_admission_duration_seconds`) | request, all of it (`apiserver_request_duration_seconds`, POST statefulsets) |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, via := range variants {
 		a := res[via].adm
@@ -319,6 +377,10 @@ func eckMutators(ctx context.Context, n, rounds int) error {
 			return fmt.Sprintf("%.2f ms (%.0f calls)", 1000*sum/a.requestN, count)
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", names[via], mean(a.step, a.stepN), mean(a.policy, a.policyN), mean(a.webhook, a.webhookN), mean(a.request, a.requestN))
+	}
+	for _, via := range []string{viaGuard, viaCold} {
+		g := res[via]
+		fmt.Printf("\n%s: ConfigMaps the guard read for its %d admissions (eck_metrics_guard_configmap_reads_total): %.0f from its cache, %.0f from the API server.\n", names[via], len(g.lat), g.cmCache, g.cmAPI)
 	}
 	if apiPID == 0 || etcdPID == 0 {
 		fmt.Println("\n(kube-apiserver or etcd not found among this process's children: their CPU is not counted)")
@@ -592,7 +654,7 @@ func (a admissionSums) minus(b admissionSums) admissionSums {
 }
 
 // admissionMetrics reads them from the API server's /metrics: the mutating admission step,
-// the MutatingAdmissionPolicy plugin and the guard's workload webhook (type admit), and the
+// the MutatingAdmissionPolicy plugin and the webhooks (type admit: one at a time here), and the
 // whole of the StatefulSet creates (apiserver_request_duration_seconds, POST statefulsets).
 func admissionMetrics(ctx context.Context, env *framework.Env) admissionSums {
 	var a admissionSums
@@ -624,9 +686,9 @@ func admissionMetrics(ctx context.Context, env *framework.Env) admissionSums {
 			a.policy += v
 		case name == "apiserver_admission_controller_admission_duration_seconds_count" && has(`name="MutatingAdmissionPolicy"`) && has(`type="admit"`):
 			a.policyN += v
-		case name == "apiserver_admission_webhook_admission_duration_seconds_sum" && has(`name="workloads.metrics-guard.eck.dev"`) && has(`type="admit"`):
+		case name == "apiserver_admission_webhook_admission_duration_seconds_sum" && has(`type="admit"`):
 			a.webhook += v
-		case name == "apiserver_admission_webhook_admission_duration_seconds_count" && has(`name="workloads.metrics-guard.eck.dev"`) && has(`type="admit"`):
+		case name == "apiserver_admission_webhook_admission_duration_seconds_count" && has(`type="admit"`):
 			a.webhookN += v
 		case name == "apiserver_request_duration_seconds_sum" && has(`verb="POST"`) && has(`resource="statefulsets"`):
 			a.request += v
@@ -635,4 +697,78 @@ func admissionMetrics(ctx context.Context, env *framework.Env) admissionSums {
 		}
 	}
 	return a
+}
+
+// startNullWebhook serves a handler that allows everything on the guard's webhook server
+// (serving.WebhookServer, HTTP/1.1, with envtest's serving certificate) in this process, and
+// returns a configuration for it: the guard's workload webhook (rules, matchConditions,
+// timeout, failurePolicy) for namespace ns alone, and the count of calls it answered.
+func startNullWebhook(ctx context.Context, env *framework.Env, guard []*admissionregistrationv1.MutatingWebhookConfiguration, ns string) (*admissionregistrationv1.MutatingWebhookConfiguration, *atomic.Int64, error) {
+	var w *admissionregistrationv1.MutatingWebhook
+	for _, g := range guard {
+		for i := range g.Webhooks {
+			if g.Webhooks[i].Name == "workloads.metrics-guard.eck.dev" {
+				w = g.Webhooks[i].DeepCopy()
+			}
+		}
+	}
+	if w == nil || w.ClientConfig.URL == nil {
+		return nil, nil, fmt.Errorf("no workloads webhook with a URL in the guard's configuration")
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	calls := &atomic.Int64{}
+	srv := serving.NewWebhookServer(serving.WebhookOptions{Host: "127.0.0.1", Port: port, CertDir: env.Environment.WebhookInstallOptions.LocalServingCertDir})
+	recoverPanic := true
+	srv.Register("/null", &admission.Webhook{RecoverPanic: &recoverPanic, Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		calls.Add(1)
+		return admission.Allowed("")
+	})})
+	env.Go(srv.Start)
+	u, err := url.Parse(*w.ClientConfig.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	u.Host, u.Path = net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "/null"
+	us := u.String()
+	w.Name, w.ClientConfig.URL = "null.load.metrics-guard.eck.dev", &us
+	w.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
+	// Ready when it answers over TLS (any answer).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a readiness probe on loopback
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("the null webhook did not listen in 30s: %w", err)
+		}
+	}
+	return &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "null-webhook"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{*w}}, calls, nil
+}
+
+// guardCounter is the counter name of this process's controller-runtime registry (the
+// guard's metrics), summed over the series whose label has the value.
+func guardCounter(name, label, value string) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
