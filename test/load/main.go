@@ -15,7 +15,7 @@
 //	go run ./test/load -quick       # what CI runs: two cases, short runs
 //	go run ./test/load -overload    # 3x the guard's capacity, with and without the in-flight bound
 //	go run ./test/load -apiserver 500  # unrelated creates through kube-apiserver, guard registered vs not
-//	go run ./test/load -eck-apiserver 300  # ECK StatefulSet creates: no mutation, MutatingAdmissionPolicy, the guard
+//	go run ./test/load -eck-apiserver 300  # ECK StatefulSet creates: no mutation, MutatingAdmissionPolicy, null webhook, the guard
 //
 // Every run is bounded in count and in time.
 package main
@@ -49,7 +49,7 @@ func main() {
 		overload    = flag.Bool("overload", false, "measure the guard under 3x its capacity instead")
 		timeout     = flag.Duration("timeout", 5*time.Second, "the client's timeout per request (the webhook's timeoutSeconds)")
 		apiserver   = flag.Int("apiserver", 0, "measure n creates of each unrelated kind through a real kube-apiserver (make controlplane), the guard registered and not, instead")
-		eckAPI      = flag.Int("eck-apiserver", 0, "measure n ECK StatefulSet creates per variant and round through a real kube-apiserver (make controlplane): no mutation, an in-tree MutatingAdmissionPolicy making the guard's change, the guard; instead")
+		eckAPI      = flag.Int("eck-apiserver", 0, "measure n ECK StatefulSet creates per variant and round through a real kube-apiserver (make controlplane): no mutation, an in-tree MutatingAdmissionPolicy making the guard's change (ApplyConfiguration, JSONPatch), a null webhook, the guard (its operator's ConfigMap cached, and read live); instead")
 		rounds      = flag.Int("rounds", 3, "with -apiserver and -eck-apiserver: rounds of the variants, alternating")
 	)
 	flag.Parse()
