@@ -102,6 +102,11 @@ bench-quick: ## A short benchmark run (CI): the stages of the hot path once each
 	go test -run='^$$' -bench='Stages|ServeHTTP' -benchtime=50x ./internal/webhook/
 	go run ./test/load -quick
 
+.PHONY: bench-apiserver
+bench-apiserver: controlplane ## Creates through the real kube-apiserver: unrelated objects with the guard registered and not, then ECK StatefulSets with no mutation, an in-tree MutatingAdmissionPolicy, a null webhook and the guard (about 2 minutes; docs/benchmarks.md).
+	go run ./test/load -apiserver 200 -rounds 3
+	go run ./test/load -eck-apiserver 300 -rounds 3
+
 .PHONY: bench-scale
 bench-scale: controlplane eck-manifests ## Measure the guard's binary at cluster scale: time to ready, VmHWM and heap with 0, 1/10 and 10k namespaces / 50k ConfigMaps / 2k StatefulSets / 2k Services, then retrofits (about 10 minutes; SCALE_LEVELS, SCALE_OPTIN, GUARD_ARGS).
 	go test -tags scale -count=1 -timeout 40m -v -run TestMemoryAtScale ./test/scale/

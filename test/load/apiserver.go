@@ -151,6 +151,12 @@ func throughAPIServer(ctx context.Context, n, rounds int) error {
 // probeOperator creates the captured ECK operator's ConfigMap in namespace probe and
 // returns its StatefulSet, ready to be created there.
 func probeOperator(ctx context.Context, c client.Client) (*appsv1.StatefulSet, error) {
+	return operatorIn(ctx, c, "probe")
+}
+
+// operatorIn creates the captured ECK operator's ConfigMap in namespace ns and returns its
+// StatefulSet as released (before the guard's changes), ready to be created there.
+func operatorIn(ctx context.Context, c client.Client, ns string) (*appsv1.StatefulSet, error) {
 	objs, err := captures.State()
 	if err != nil {
 		return nil, err
@@ -160,7 +166,7 @@ func probeOperator(ctx context.Context, c client.Client) (*appsv1.StatefulSet, e
 		if o.GetNamespace() != "elastic-system" {
 			continue
 		}
-		o.SetNamespace("probe")
+		o.SetNamespace(ns)
 		o.SetResourceVersion("")
 		o.SetUID("")
 		o.SetCreationTimestamp(metav1.Time{})
@@ -184,7 +190,7 @@ func probeOperator(ctx context.Context, c client.Client) (*appsv1.StatefulSet, e
 			if err := json.Unmarshal(rev.Request.Object.Raw, sts); err != nil {
 				return nil, err
 			}
-			sts.Namespace, sts.ResourceVersion, sts.UID, sts.ManagedFields = "probe", "", "", nil
+			sts.Namespace, sts.ResourceVersion, sts.UID, sts.ManagedFields = ns, "", "", nil
 			sts.CreationTimestamp = metav1.Time{}
 			delete(sts.Annotations, "kubectl.kubernetes.io/last-applied-configuration")
 			_ = x // the stored one is secured already

@@ -15,6 +15,7 @@
 //	go run ./test/load -quick       # what CI runs: two cases, short runs
 //	go run ./test/load -overload    # 3x the guard's capacity, with and without the in-flight bound
 //	go run ./test/load -apiserver 500  # unrelated creates through kube-apiserver, guard registered vs not
+//	go run ./test/load -eck-apiserver 300  # ECK StatefulSet creates: no mutation, MutatingAdmissionPolicy, null webhook, the guard
 //
 // Every run is bounded in count and in time.
 package main
@@ -48,7 +49,8 @@ func main() {
 		overload    = flag.Bool("overload", false, "measure the guard under 3x its capacity instead")
 		timeout     = flag.Duration("timeout", 5*time.Second, "the client's timeout per request (the webhook's timeoutSeconds)")
 		apiserver   = flag.Int("apiserver", 0, "measure n creates of each unrelated kind through a real kube-apiserver (make controlplane), the guard registered and not, instead")
-		rounds      = flag.Int("rounds", 3, "with -apiserver: rounds of registered and not, alternating")
+		eckAPI      = flag.Int("eck-apiserver", 0, "measure n ECK StatefulSet creates per variant and round through a real kube-apiserver (make controlplane): no mutation, an in-tree MutatingAdmissionPolicy making the guard's change (ApplyConfiguration, JSONPatch), a null webhook, the guard (its operator's ConfigMap cached, and read live); instead")
+		rounds      = flag.Int("rounds", 3, "with -apiserver and -eck-apiserver: rounds of the variants, alternating")
 	)
 	flag.Parse()
 	if *serveKind != "" {
@@ -67,6 +69,15 @@ func main() {
 	defer cancel()
 	if *apiserver > 0 {
 		if err := throughAPIServer(ctx, min(*apiserver, 5000), min(*rounds, 10)); err != nil {
+			cancel()
+			fatal(err)
+		}
+		return
+	}
+	if *eckAPI > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		if err := eckMutators(ctx, min(*eckAPI, 2000), min(*rounds, 10)); err != nil {
 			cancel()
 			fatal(err)
 		}
