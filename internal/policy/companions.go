@@ -107,8 +107,9 @@ func withCompanions(d Defaults, pd v1alpha1.PolicyDefaults) Defaults {
 }
 
 // companions sets the plan's certificate validity and monitor: the annotations over the
-// defaults (the policy's over the flags, already merged), setting by setting.
-func (p *Plan) companions(d Defaults, a map[string]string) *field.Error {
+// defaults (the policy's over the flags, already merged), setting by setting; the scrape
+// token's only from the namespace's annotations (namespaceOnly).
+func (p *Plan) companions(d Defaults, a, namespace map[string]string) *field.Error {
 	p.Certificate = d.Certificate
 	if p.Certificate == (Certificate{}) {
 		p.Certificate = DefaultCertificate
@@ -150,6 +151,30 @@ func (p *Plan) companions(d Defaults, a map[string]string) *field.Error {
 	}
 	p.Monitor = &m
 	return nil
+}
+
+// namespaceOnlyKeys choose a credential: the Secret whose token the Prometheus Operator reads
+// and scrapers send to the pods the monitor selects. Whoever may write a StatefulSet chooses
+// those pods (its selector), so on a workload or its ConfigMap the key would let a tenant have
+// any Secret of the namespace sent to a pod of theirs. Only the namespace's owner (its
+// annotation), a policy or the flags choose it.
+var namespaceOnlyKeys = []string{keys.AnnotationScrapeTokenSecret, keys.AnnotationScrapeTokenKey}
+
+// namespaceOnly refuses, on the workload and its ConfigMap, the keys only a Namespace may set.
+func namespaceOnly(in Input) field.ErrorList {
+	var errs field.ErrorList
+	var cm map[string]string
+	if in.ConfigMap != nil {
+		cm = in.ConfigMap.Annotations
+	}
+	for _, a := range []map[string]string{in.WorkloadAnnotations, cm} {
+		for _, k := range namespaceOnlyKeys {
+			if _, ok := a[k]; ok {
+				errs = append(errs, field.Forbidden(annotationPath(k), "may be set on the Namespace only (or in a MetricsSecurityPolicy's defaults.monitor.authorization): it chooses the Secret whose token is sent to the pods the workload selects"))
+			}
+		}
+	}
+	return errs
 }
 
 // promDuration is a Prometheus duration, as the Prometheus Operator's CRDs accept it.

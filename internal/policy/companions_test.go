@@ -69,6 +69,7 @@ func TestMonitorSettings(t *testing.T) {
 		Authorization: &v1alpha1.SecretKeyReference{Name: "prom-token", Key: "t"}}
 	tests := map[string]struct {
 		annotations map[string]string
+		namespace   map[string]string
 		policy      *v1alpha1.MonitorDefaults
 		want        *Monitor
 		err         string
@@ -77,8 +78,9 @@ func TestMonitorSettings(t *testing.T) {
 		"policy over flags": {policy: policyMonitor,
 			want: &Monitor{Kind: ServiceMonitorKind, Labels: map[string]string{"release": "platform"}, Interval: "1m", ScrapeTimeout: "20s", TokenSecret: "prom-token", TokenKey: "t"}},
 		"annotations over policy": {policy: policyMonitor, annotations: map[string]string{
-			keys.AnnotationMonitor: PodMonitorKind, keys.AnnotationMonitorLabels: "release=team, tier=ops", keys.AnnotationScrapeInterval: "30s", keys.AnnotationScrapeTokenSecret: "own-token"},
-			want: &Monitor{Kind: PodMonitorKind, Labels: map[string]string{"release": "team", "tier": "ops"}, Interval: "30s", ScrapeTimeout: "20s", TokenSecret: "own-token", TokenKey: DefaultTokenKey}},
+			keys.AnnotationMonitor: PodMonitorKind, keys.AnnotationMonitorLabels: "release=team, tier=ops", keys.AnnotationScrapeInterval: "30s"},
+			namespace: map[string]string{keys.AnnotationScrapeTokenSecret: "own-token"},
+			want:      &Monitor{Kind: PodMonitorKind, Labels: map[string]string{"release": "team", "tier": "ops"}, Interval: "30s", ScrapeTimeout: "20s", TokenSecret: "own-token", TokenKey: DefaultTokenKey}},
 		"none":                {annotations: map[string]string{keys.AnnotationMonitor: NoMonitor}},
 		"policy says None":    {policy: &v1alpha1.MonitorDefaults{Kind: "None"}},
 		"unknown kind":        {annotations: map[string]string{keys.AnnotationMonitor: "Probe"}, err: `metrics-guard.eck.dev/monitor]: Unsupported value: "Probe": supported values: "ServiceMonitor", "PodMonitor", "none"`},
@@ -88,12 +90,22 @@ func TestMonitorSettings(t *testing.T) {
 		"guard's own label":   {annotations: map[string]string{keys.AnnotationMonitorLabels: "metrics-guard.eck.dev/operator=x"}, err: "is one of the guard's own keys"},
 		"bad interval":        {annotations: map[string]string{keys.AnnotationScrapeInterval: "30 seconds"}, err: "must be a Prometheus duration"},
 		"timeout > interval":  {annotations: map[string]string{keys.AnnotationScrapeTimeout: "2m"}, err: "must not be longer than the scrape interval 1m"},
-		"bad secret":          {annotations: map[string]string{keys.AnnotationScrapeTokenSecret: "Not_A_Name"}, err: "must be the name of a Secret"},
+		"bad secret":          {namespace: map[string]string{keys.AnnotationScrapeTokenSecret: "Not_A_Name"}, err: "must be the name of a Secret"},
+		// The workload's writer chooses the pods the monitor scrapes: a Secret named there
+		// would be sent to a pod of theirs.
+		"token Secret on the workload": {annotations: map[string]string{keys.AnnotationScrapeTokenSecret: "prometheus-token"},
+			err: "metrics-guard.eck.dev/scrape-token-secret]: Forbidden: may be set on the Namespace only"},
+		"token key on the workload": {annotations: map[string]string{keys.AnnotationScrapeTokenKey: "token"},
+			err: "metrics-guard.eck.dev/scrape-token-key]: Forbidden: may be set on the Namespace only"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			op, tmpl := operator()
-			in := Input{Operator: op, Template: tmpl, ConfigMap: config(""), NamespaceAnnotations: secureTrue, WorkloadAnnotations: tc.annotations, Defaults: flags}
+			ns := map[string]string{keys.AnnotationSecure: "true"}
+			for k, v := range tc.namespace {
+				ns[k] = v
+			}
+			in := Input{Operator: op, Template: tmpl, ConfigMap: config(""), NamespaceAnnotations: ns, WorkloadAnnotations: tc.annotations, Defaults: flags}
 			if tc.policy != nil {
 				in.Coverage = &Coverage{Policy: "p", Mode: v1alpha1.ModeMutate, Defaults: v1alpha1.PolicyDefaults{Monitor: tc.policy}}
 			}

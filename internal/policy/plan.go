@@ -57,7 +57,7 @@ func newPlan(in Input, annotations map[string]string, cfg *eckconfig.Config) (*P
 		SecretName:  existingSecret(in),
 		ServiceName: ServiceName(operatorName(in)),
 	}
-	if err := plan.companions(in.Defaults, annotations); err != nil {
+	if err := plan.companions(in.Defaults, annotations, in.NamespaceAnnotations); err != nil {
 		return nil, field.ErrorList{err}
 	}
 	// A Secret the user brought (the annotation, or a volume the guard did not make: neither

@@ -224,6 +224,7 @@ func Decide(in Input) Decision {
 		d.Errs = append(d.Errs, err)
 	}
 	d.Errs = append(d.Errs, validateAnnotations(annotations)...)
+	d.Errs = append(d.Errs, namespaceOnly(in)...)
 	if len(d.Errs) > 0 {
 		return d
 	}
