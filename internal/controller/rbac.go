@@ -40,7 +40,8 @@ package controller
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=list;create
+// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=patch;delete,resourceNames=eck-metrics-guard
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=metrics-guard.eck.dev,resources=metricssecuritypolicies,verbs=get;list;watch

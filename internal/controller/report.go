@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,10 +34,15 @@ import (
 // as `audit` judges it (audit.Reports). An opt-in on a workload alone makes no Report (the
 // guard creates nothing in a namespace on the word of whoever may write a StatefulSet there:
 // docs/design/20261201-confused-deputy.md). A namespace left with none loses its Report.
+//
+// It caches no Report: a cluster with Kyverno or another engine holds many, none of them the
+// guard's business. Its own it writes by name, and lists from the API server by label.
 type ReportReconciler struct {
-	Client   client.Client
-	Lookup   cluster.Lookup
-	Defaults policy.Defaults
+	Client client.Client
+	// APIReader lists the guard's Reports (label-selected) when a policy changes.
+	APIReader client.Reader
+	Lookup    cluster.Lookup
+	Defaults  policy.Defaults
 }
 
 // ReportsServed reports whether the OpenReports Report CRD is installed.
@@ -45,11 +51,11 @@ func ReportsServed(mapper meta.RESTMapper) bool {
 	return err == nil
 }
 
-// SetupWithManager registers the controller: the guard's Reports are its primary objects,
-// and an ECK operator workload (its status annotation changes with every verdict the
-// OperatorReconcilers reach), a Namespace (opt-in) or a policy brings back its namespace's.
+// SetupWithManager registers the controller, keyed by namespace: an ECK operator workload (its
+// status annotation changes with every verdict the OperatorReconcilers reach, and its deletion
+// can leave the namespace with nothing to report), a Namespace with operators (opt-in) or a
+// policy brings back its namespace's Report.
 func (r *ReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == audit.ReportName })
 	operators := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		_, _, ok := eck.FromObject(o)
 		_, annotated := o.GetAnnotations()[keys.AnnotationStatus]
@@ -57,17 +63,21 @@ func (r *ReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	toReport := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		ns := o.GetNamespace()
-		if ns == "" {
-			ns = o.GetName() // a Namespace
-		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: audit.ReportName}}}
+	})
+	// A namespace event matters only where there are operators: not one Report request (and
+	// one delete) for every namespace of the cluster at start.
+	withOperators := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		if workloads, err := r.Lookup.Operators(ctx, o.GetName()); err != nil || len(workloads) == 0 {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetName(), Name: audit.ReportName}}}
 	})
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("eck-metrics-guard-reports").
-		For(&orv1alpha1.Report{}, builder.WithPredicates(ours)).
 		Watches(&appsv1.StatefulSet{}, toReport, builder.WithPredicates(operators)).
 		Watches(&appsv1.Deployment{}, toReport, builder.WithPredicates(operators)).
-		Watches(namespaceMetadata(), toReport)
+		Watches(namespaceMetadata(), withOperators)
 	if PoliciesServed(mgr.GetRESTMapper()) {
 		// A policy's change can start or stop covering any namespace: every namespace with an
 		// operator or a Report of the guard's is looked at again.
@@ -95,8 +105,9 @@ func (r *ReportReconciler) everyNamespace(ctx context.Context, _ client.Object) 
 	for _, w := range workloads {
 		add(w.Operator.Namespace)
 	}
-	var reports orv1alpha1.ReportList
-	if err := r.Client.List(ctx, &reports, client.MatchingLabels{keys.LabelManagedBy: keys.ManagedByValue}); err != nil {
+	var reports metav1.PartialObjectMetadataList
+	reports.SetGroupVersionKind(orv1alpha1.SchemeGroupVersion.WithKind("ReportList"))
+	if err := r.APIReader.List(ctx, &reports, client.MatchingLabels{keys.LabelManagedBy: keys.ManagedByValue}); err != nil {
 		logf.FromContext(ctx).Error(err, "failed to list Reports")
 	}
 	for _, rep := range reports.Items {

@@ -451,7 +451,7 @@ func setupControllers(mgr ctrl.Manager, o *ServerOptions, lookup cluster.Lookup,
 	}
 	// OpenReports Reports, when their CRDs are installed (detected at start, as policies are).
 	if controller.ReportsServed(mgr.GetRESTMapper()) {
-		r := &controller.ReportReconciler{Client: mgr.GetClient(), Lookup: lookup, Defaults: o.Defaults}
+		r := &controller.ReportReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Lookup: lookup, Defaults: o.Defaults}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("failed to set up the report controller: %w", err)
 		}
